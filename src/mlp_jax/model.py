@@ -1,0 +1,59 @@
+"""The pure forward pass and the loss: ``logits = forward(params, x)``, ``loss(params, x, y)``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .activations import get_activation
+from .losses import get_loss, prepare_sample_weight, prepare_targets, reduce
+from .params import Params, check_params
+
+Array = jax.Array
+
+
+def check_inputs(params: Params, x) -> tuple[Array, jnp.dtype]:
+    """Validate params and ``x`` (batch, d_in) together; return x as a JAX array and the params dtype."""
+    dtype = check_params(params)
+    x = x if isinstance(x, jax.Array) else jnp.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (batch, {params[0].w.shape[0]}), got shape {x.shape}")
+    if x.shape[1] != params[0].w.shape[0]:
+        raise ValueError(
+            f"x has {x.shape[1]} features but the first layer expects {params[0].w.shape[0]} "
+            f"(x shape {x.shape}, w shape {params[0].w.shape})"
+        )
+    if x.dtype != dtype:
+        raise TypeError(f"x has dtype {x.dtype} but params are {dtype}; cast x with x.astype({dtype.name!r})")
+    return x, dtype
+
+
+def forward(params: Params, x: Array, activation: str = "relu") -> Array:
+    """Logits ``(batch, d_out)`` for inputs ``x`` ``(batch, d_in)``: the activation after every hidden
+    layer, the output layer linear."""
+    phi = get_activation(activation).fn
+    x, _ = check_inputs(params, x)
+    a = x
+    for layer in params[:-1]:
+        a = phi(a @ layer.w + layer.b[None, :])  # (B, d_out)
+    return a @ params[-1].w + params[-1].b[None, :]
+
+
+def loss(
+    params: Params,
+    x: Array,
+    y: Array,
+    activation: str = "relu",
+    loss: str = "mse",
+    sample_weight: Array | None = None,
+) -> Array:
+    """Scalar loss: the mean over the batch of each example's loss term (weighted mean with
+    `sample_weight` of shape (batch,)). See `mlp_jax.losses` for the exact definitions."""
+    spec = get_loss(loss)
+    get_activation(activation)
+    x, dtype = check_inputs(params, x)
+    batch, out = x.shape[0], params[-1].w.shape[1]
+    y = prepare_targets(loss, y, batch, out, dtype)
+    sample_weight = prepare_sample_weight(sample_weight, batch, dtype)
+    logits = forward(params, x, activation)
+    return reduce(spec.per_example(logits, y), sample_weight)

@@ -1,0 +1,115 @@
+"""Parameters: a tuple of dense `Layer`s, and the classic initialisation schemes.
+
+A net with layer sizes ``[d0, d1, ..., dL]`` has ``L`` layers; layer ``l`` maps
+``(batch, d_l) -> (batch, d_{l+1})`` as ``a @ w + b``. The params are a plain
+tuple of NamedTuples, so `jax.tree`, `jax.jit` and optax take them as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+class Layer(NamedTuple):
+    """One dense layer: ``w`` of shape ``(d_in, d_out)``, ``b`` of shape ``(d_out,)``."""
+
+    w: Array
+    b: Array
+
+
+Params = tuple[Layer, ...]
+
+
+def _normal(key: Array, shape: tuple[int, int], std: float, dtype) -> Array:
+    return (std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+
+
+def _uniform(key: Array, shape: tuple[int, int], limit: float, dtype) -> Array:
+    return jax.random.uniform(key, shape, jnp.float32, -limit, limit).astype(dtype)
+
+
+# Each scheme: (key, (fan_in, fan_out), dtype) -> w. Variance of w in brackets.
+INITS: dict[str, Callable[[Array, tuple[int, int], object], Array]] = {
+    "he_normal": lambda k, s, d: _normal(k, s, math.sqrt(2.0 / s[0]), d),  # [2 / fan_in]
+    "he_uniform": lambda k, s, d: _uniform(k, s, math.sqrt(6.0 / s[0]), d),  # [2 / fan_in]
+    "glorot_normal": lambda k, s, d: _normal(k, s, math.sqrt(2.0 / (s[0] + s[1])), d),  # [2 / (in + out)]
+    "glorot_uniform": lambda k, s, d: _uniform(k, s, math.sqrt(6.0 / (s[0] + s[1])), d),
+    "lecun_normal": lambda k, s, d: _normal(k, s, math.sqrt(1.0 / s[0]), d),  # [1 / fan_in]
+    "lecun_uniform": lambda k, s, d: _uniform(k, s, math.sqrt(3.0 / s[0]), d),
+}
+
+
+def init_params(
+    key: Array,
+    layer_sizes: Sequence[int],
+    *,
+    init: str = "he_normal",
+    dtype=jnp.float32,
+) -> Params:
+    """Random weights for an MLP with ``layer_sizes = [d_in, hidden..., d_out]``; biases are zero.
+
+    Weights are drawn in float32 and cast to `dtype`, so a seed gives the same net in every dtype
+    (up to rounding). Schemes: he_normal, he_uniform, glorot_normal, glorot_uniform,
+    lecun_normal, lecun_uniform (variances 2/fan_in, 2/(fan_in+fan_out), 1/fan_in).
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITS)}")
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least 2 entries (input and output), got {sizes}")
+    for size in sizes:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"layer_sizes must be positive integers, got {sizes}")
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    keys = jax.random.split(key, len(sizes) - 1)
+    return tuple(
+        Layer(w=INITS[init](k, (d_in, d_out), dtype), b=jnp.zeros((d_out,), dtype))
+        for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:])
+    )
+
+
+def layer_sizes(params: Params) -> list[int]:
+    """``[d_in, hidden..., d_out]`` of a (validated) params tuple."""
+    return [params[0].w.shape[0]] + [layer.w.shape[1] for layer in params]
+
+
+def check_params(params: Params) -> jnp.dtype:
+    """Raise a clear error unless `params` is a non-empty tuple of chaining Layers of one float dtype.
+
+    Returns the common dtype.
+    """
+    if not isinstance(params, (tuple, list)) or len(params) == 0:
+        raise TypeError(f"params must be a non-empty tuple of Layer(w, b), got {type(params).__name__}")
+    dtypes = set()
+    for i, layer in enumerate(params):
+        if not (isinstance(layer, tuple) and len(layer) == 2):
+            raise TypeError(f"params[{i}] must be a Layer(w, b), got {type(layer).__name__}")
+        w, b = layer
+        if getattr(w, "ndim", None) != 2:
+            raise ValueError(f"params[{i}].w must be 2-D (in, out), got shape {getattr(w, 'shape', None)}")
+        if getattr(b, "ndim", None) != 1 or b.shape[0] != w.shape[1]:
+            raise ValueError(
+                f"params[{i}].b must have shape ({w.shape[1]},) to match w {tuple(w.shape)}, "
+                f"got {getattr(b, 'shape', None)}"
+            )
+        if i > 0 and params[i - 1].w.shape[1] != w.shape[0]:
+            raise ValueError(
+                f"params do not chain: layer {i - 1} has out={params[i - 1].w.shape[1]} "
+                f"but layer {i} has in={w.shape[0]}"
+            )
+        dtypes.update({jnp.dtype(w.dtype), jnp.dtype(b.dtype)})
+    if len(dtypes) != 1:
+        raise TypeError(f"params have mixed dtypes {sorted(str(d) for d in dtypes)}; expected one float dtype")
+    (dtype,) = dtypes
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"params must be floating point, got {dtype}")
+    return dtype

@@ -1,0 +1,45 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mlp_jax as mj
+
+LABEL_KINDS = ["mse", "softmax_int", "softmax_prob", "sigmoid_bce"]
+LOSS_OF_KIND = {
+    "mse": "mse",
+    "softmax_int": "softmax_cross_entropy",
+    "softmax_prob": "softmax_cross_entropy",
+    "sigmoid_bce": "sigmoid_binary_cross_entropy",
+}
+
+
+def make_problem(seed: int, sizes: list[int], batch: int, kind: str, dtype, weighted: bool = False):
+    """params, x, y, loss name and sample_weight (or None) for a random problem of the given label kind."""
+    rng = np.random.default_rng(seed)
+    # numpy, not jax.random: new shapes would cost an XLA compile each. Non-zero biases, so every term of
+    # the gradient is exercised.
+    params = tuple(
+        mj.Layer(
+            w=jnp.asarray(rng.standard_normal((d_in, d_out)) * np.sqrt(2.0 / (d_in + d_out)), dtype),
+            b=jnp.asarray(0.1 * rng.standard_normal(d_out), dtype),
+        )
+        for d_in, d_out in zip(sizes[:-1], sizes[1:])
+    )
+    out = sizes[-1]
+    x = jnp.asarray(rng.standard_normal((batch, sizes[0])), dtype)
+    if kind == "mse":
+        y = jnp.asarray(rng.standard_normal((batch, out)), dtype)
+    elif kind == "softmax_int":
+        y = jnp.asarray(rng.integers(0, out, size=batch), jnp.int32)
+    elif kind == "softmax_prob":
+        y = jnp.asarray(rng.dirichlet(np.ones(out), size=batch), dtype)
+    elif kind == "sigmoid_bce":
+        y = jnp.asarray(rng.uniform(0, 1, size=(batch, out)), dtype)
+    else:
+        raise ValueError(kind)
+    weight = jnp.asarray(rng.uniform(0.1, 2.0, size=batch), dtype) if weighted else None
+    return params, x, y, LOSS_OF_KIND[kind], weight
