@@ -1,0 +1,186 @@
+"""Training: jit-compiled optax update steps, and whole epochs fused into one compiled call.
+
+``grad`` is the one switch between the hand-written gradient (``"manual"``, `mlp_jax.backprop`) and
+autodiff (``"autodiff"``, ``jax.value_and_grad(mlp_jax.loss)``); the benchmarks and the CLI use it.
+A callable ``grad(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` is accepted too,
+for gradient sources of your own (a differentially private one, say).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .activations import get_activation
+from .backprop import backprop
+from .losses import get_loss
+from .model import forward
+from .model import loss as loss_fn
+from .params import Params
+
+Array = jax.Array
+GradFn = Callable[..., tuple[Array, Params]]
+GRADS = ("manual", "autodiff")
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue: params, optimizer state, update count, PRNG key."""
+
+    params: Params
+    opt_state: optax.OptState
+    step: Array  # int32 scalar: updates applied so far
+    key: Array  # PRNG key for shuffling (and any stochastic gradient source)
+
+
+def init_train_state(params: Params, optimizer: optax.GradientTransformation, key: Array) -> TrainState:
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
+
+
+def gradient_fn(grad: str | GradFn, *, activation: str, loss: str) -> GradFn:
+    """``(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` for the named source."""
+    get_activation(activation), get_loss(loss)  # fail early on unknown names
+    if callable(grad):
+        return grad
+    if grad == "manual":
+        return lambda p, x, y, sample_weight=None, key=None: backprop(p, x, y, activation, loss, sample_weight)
+    if grad == "autodiff":
+        value_and_grad = jax.value_and_grad(loss_fn)
+        return lambda p, x, y, sample_weight=None, key=None: value_and_grad(p, x, y, activation, loss, sample_weight)
+    raise ValueError(f"unknown grad {grad!r}; expected one of {list(GRADS)} or a callable")
+
+
+def make_step(
+    optimizer: optax.GradientTransformation,
+    *,
+    activation: str = "relu",
+    loss: str = "mse",
+    grad: str | GradFn = "manual",
+) -> Callable:
+    """The pure, un-jitted update ``(params, opt_state, x, y, sample_weight=None, key=None) ->
+    (params, opt_state, loss_value)``; `make_update` jits it."""
+    value_and_grad = gradient_fn(grad, activation=activation, loss=loss)
+
+    def step(params, opt_state, x, y, sample_weight=None, key=None):
+        value, grads = value_and_grad(params, x, y, sample_weight=sample_weight, key=key)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def make_update(
+    optimizer: optax.GradientTransformation,
+    *,
+    activation: str = "relu",
+    loss: str = "mse",
+    grad: str | GradFn = "manual",
+    donate: bool = True,
+) -> Callable:
+    """A jit-compiled ``update(params, opt_state, x, y) -> (params, opt_state, loss_value)``.
+
+    Compiled once per input shape; params and opt_state buffers are donated (pass ``donate=False`` to
+    keep the inputs alive). Optional ``sample_weight`` (batch,) and ``key`` arguments pass through to
+    the gradient source.
+    """
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+    return jax.jit(step, donate_argnums=(0, 1) if donate else ())
+
+
+def make_fused_update(
+    optimizer: optax.GradientTransformation,
+    num_steps: int,
+    *,
+    activation: str = "relu",
+    loss: str = "mse",
+    grad: str | GradFn = "manual",
+    donate: bool = True,
+) -> Callable:
+    """``num_steps`` updates on one batch inside one compiled call (a `lax.scan`):
+    ``(params, opt_state, x, y) -> (params, opt_state, losses (num_steps,))``."""
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+
+    def fused(params, opt_state, x, y):
+        def body(carry, _):
+            params, opt_state, value = step(*carry, x, y)
+            return (params, opt_state), value
+
+        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), None, length=num_steps)
+        return params, opt_state, values
+
+    return jax.jit(fused, donate_argnums=(0, 1) if donate else ())
+
+
+def num_batches(num_examples: int, batch_size: int) -> int:
+    """Batches per epoch; the last one is partial when `batch_size` does not divide `num_examples`."""
+    return -(-num_examples // batch_size)
+
+
+def make_train_epoch(
+    optimizer: optax.GradientTransformation,
+    *,
+    activation: str = "relu",
+    loss: str = "mse",
+    grad: str | GradFn = "manual",
+    batch_size: int = 128,
+    donate: bool = True,
+) -> Callable:
+    """One epoch in one compiled call: ``train_epoch(state, x, y) -> (state, losses (num_batches,))``.
+
+    The examples are shuffled on the device with a key split from ``state.key``, cut into
+    ``ceil(n / batch_size)`` minibatches, and one update is applied per minibatch inside a `lax.scan`.
+    The last, partial minibatch is used: it is padded to ``batch_size`` with repeated indices whose
+    ``sample_weight`` is 0, so its update is the exact mean over its real examples.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+
+    def train_epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+        n = x.shape[0]
+        size = min(batch_size, n)
+        batches = num_batches(n, size)
+        key, shuffle_key, step_key = jax.random.split(state.key, 3)
+        order = jax.random.permutation(shuffle_key, n)
+        pad = batches * size - n
+        order = jnp.concatenate([order, order[:pad]]).reshape(batches, size)  # (batches, size)
+        weight = (jnp.arange(batches * size) < n).astype(x.dtype).reshape(batches, size)
+        step_keys = jax.random.split(step_key, batches)
+
+        def body(carry, batch):
+            params, opt_state = carry
+            idx, w, k = batch
+            sample_weight = None if pad == 0 else w
+            params, opt_state, value = step(params, opt_state, x[idx], y[idx], sample_weight, k)
+            return (params, opt_state), value
+
+        (params, opt_state), losses = jax.lax.scan(
+            body, (state.params, state.opt_state), (order, weight, step_keys)
+        )
+        return TrainState(params, opt_state, state.step + batches, key), losses
+
+    return jax.jit(train_epoch, donate_argnums=(0,) if donate else ())
+
+
+def make_evaluate(*, activation: str = "relu", loss: str = "mse") -> Callable:
+    """A jitted ``evaluate(params, x, y) -> {"loss": ..., "accuracy": ...}``.
+
+    Accuracy is the argmax match for softmax cross-entropy with integer labels, the sign match
+    (logit > 0 vs target > 0.5) for sigmoid binary cross-entropy, and absent for other losses.
+    """
+    get_activation(activation), get_loss(loss)
+
+    def evaluate(params: Params, x: Array, y: Array) -> dict[str, Array]:
+        logits = forward(params, x, activation)
+        metrics = {"loss": loss_fn(params, x, y, activation, loss)}
+        if loss == "softmax_cross_entropy":
+            labels = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
+            metrics["accuracy"] = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+        elif loss == "sigmoid_binary_cross_entropy":
+            metrics["accuracy"] = jnp.mean((logits > 0) == (y > 0.5))
+        return metrics
+
+    return jax.jit(evaluate)
