@@ -1,0 +1,231 @@
+"""Checkpoints: save any pytree of arrays to one ``.npz`` file, load it back against a template.
+
+Format (version 1). A checkpoint is a numpy ``.npz`` archive (a zip of ``.npy`` arrays) holding:
+
+- ``leaf_00000``, ``leaf_00001``, ... : the tree's leaves in `jax.tree.flatten` order. A typed PRNG key
+  leaf is stored as its raw `jax.random.key_data` (shape ``key_shape + impl_shape``, uint32). A leaf whose
+  dtype numpy cannot store without pickle (the ml_dtypes ``bfloat16``, ``float8_*``, ``int4``, ...) is
+  stored as its bits, viewed as ``uint8`` / ``uint16`` / ...
+- ``__meta__``: a 1-D uint8 array holding UTF-8 JSON::
+
+      {"format": "mlp-jax-checkpoint", "version": 1,
+       "treedef": "PyTreeDef(...)",           # str of the saved treedef, for error messages only
+       "leaves": [{"path": ".params[0].w",     # jax.tree_util.keystr of the leaf's path
+                   "shape": [784, 128],        # logical shape (a key array's shape, without impl dims)
+                   "dtype": "bfloat16",        # str of the true dtype, e.g. "float32", "key<fry>"
+                   "stored_dtype": "uint16",   # dtype of the .npy array in the file
+                   "key_impl": null}, ...],    # PRNG impl name ("threefry2x32") for key leaves
+       "metadata": {...}}                      # the caller's JSON-serialisable dict
+
+Saving is atomic: the archive is written to a temporary file in the destination's directory, flushed,
+fsynced and moved into place with `os.replace`, so a crash mid-write leaves the previous checkpoint intact.
+Loading never unpickles (``allow_pickle=False``) and checks every leaf's shape and dtype against the template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+FORMAT = "mlp-jax-checkpoint"
+VERSION = 1
+META_KEY = "__meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written or does not match what the caller expected."""
+
+
+def _leaf_name(i: int) -> str:
+    return f"leaf_{i:05d}"
+
+
+def _is_key(dtype) -> bool:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _bits_dtype(dtype: np.dtype) -> np.dtype | None:
+    """Unsigned int dtype to store an ml_dtypes dtype (bfloat16, ...) as bits; None for native numpy dtypes."""
+    if dtype.kind == "V" and dtype.fields is None:
+        return np.dtype(f"uint{8 * dtype.itemsize}")
+    return None
+
+
+def _encode(i: int, path: str, leaf: Any) -> tuple[np.ndarray, dict]:
+    """The array to store for one leaf, and its entry in ``__meta__['leaves']``."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and _is_key(dtype):
+        stored = np.asarray(jax.random.key_data(leaf))
+        shape, impl = leaf.shape, str(jax.random.key_impl(leaf))
+    else:
+        array = np.asarray(leaf)
+        if array.dtype.kind == "O":
+            raise CheckpointError(f"leaf {i} ({path}): expected a numeric array, found {type(leaf).__name__}")
+        bits = _bits_dtype(array.dtype)
+        stored = array.view(bits) if bits is not None else array
+        shape, dtype, impl = array.shape, array.dtype, None
+    entry = {"path": path, "shape": list(shape), "dtype": str(dtype), "stored_dtype": str(stored.dtype),
+             "key_impl": impl}
+    return stored, entry
+
+
+def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:
+    """Atomically write `tree` (any pytree of arrays, typed PRNG keys allowed) and `metadata` to `path`.
+
+    `metadata` must be JSON-serialisable (it comes back through JSON: tuples become lists, keys strings).
+    The file is written exactly at `path` (no ``.npz`` suffix is added).
+    """
+    path = Path(path)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"metadata: expected a dict or None, found {type(metadata).__name__}")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"checkpoint directory {str(path.parent)!r} does not exist")
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    arrays, entries = {}, []
+    for i, (key_path, leaf) in enumerate(leaves_with_path):
+        arrays[_leaf_name(i)], entry = _encode(i, jax.tree_util.keystr(key_path), leaf)
+        entries.append(entry)
+    meta = {"format": FORMAT, "version": VERSION, "treedef": str(treedef), "leaves": entries,
+            "metadata": metadata or {}}
+    try:
+        meta_bytes = json.dumps(meta).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"metadata: expected JSON-serialisable values, found {e}") from None
+    arrays[META_KEY] = np.frombuffer(meta_bytes, dtype=np.uint8)
+
+    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with tmp:
+            np.savez(tmp, allow_pickle=False, **arrays)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    except BaseException:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The decoded ``__meta__`` and every array in the archive, without unpickling anything."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"checkpoint {str(path)!r}: expected an .npz archive, found a bare .npy array")
+        with loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+    except CheckpointError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected a valid .npz archive, found {e}") from None
+    if META_KEY not in arrays:
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected a {META_KEY!r} entry, found {sorted(arrays)}")
+    raw = arrays.pop(META_KEY)
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"a {raw.dtype} array of shape {raw.shape}")
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"JSON {type(meta).__name__}")
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found {e}") from None
+    found = (meta.get("format"), meta.get("version"))
+    if found != (FORMAT, VERSION):
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected format {(FORMAT, VERSION)}, found {found}")
+    return meta, arrays
+
+
+def _template_spec(leaf: Any) -> tuple[tuple[int, ...], str]:
+    """(shape, dtype string) of a template leaf: an array, a `jax.ShapeDtypeStruct` or a Python scalar."""
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+        return tuple(leaf.shape), str(leaf.dtype)
+    array = np.asarray(leaf)
+    return array.shape, str(array.dtype)
+
+
+def load_checkpoint(path: str | os.PathLike, template: Any) -> tuple[Any, dict]:
+    """Load ``(tree, metadata)`` from `path`; `tree` has `template`'s structure, with `jax.Array` leaves.
+
+    `template` is a pytree shaped like the saved one (a fresh state, or `jax.eval_shape` of one); every leaf's
+    shape and dtype must match. Raises `CheckpointError` for a missing, corrupt or mismatched file.
+    """
+    path = Path(path)
+    meta, arrays = _read(path)
+    template_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    entries = meta.get("leaves")
+    if not isinstance(entries, list) or len(entries) != len(template_leaves):
+        n_found = len(entries) if isinstance(entries, list) else entries
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: expected {len(template_leaves)} leaves ({treedef}), "
+            f"found {n_found} ({meta.get('treedef')})"
+        )
+    expected_names = {_leaf_name(i) for i in range(len(entries))}
+    if set(arrays) != expected_names:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: expected arrays {_leaf_name(0)}..{_leaf_name(len(entries) - 1)}, "
+            f"found {sorted(arrays)}"
+        )
+    leaves = []
+    for i, ((key_path, leaf), entry) in enumerate(zip(template_leaves, entries)):
+        where = f"checkpoint {str(path)!r} leaf {i} ({jax.tree_util.keystr(key_path)})"
+        shape, dtype = _template_spec(leaf)
+        try:
+            found_shape, found_dtype = tuple(entry["shape"]), entry["dtype"]
+            impl = entry["key_impl"]
+        except (TypeError, KeyError) as e:
+            raise CheckpointError(f"{where}: expected a leaf entry in {META_KEY}, found {entry!r} ({e})") from None
+        if (shape, dtype) != (found_shape, found_dtype):
+            raise CheckpointError(
+                f"{where}: expected shape {shape} dtype {dtype}, found shape {found_shape} dtype {found_dtype}"
+                f" (saved as {entry.get('path')})"
+            )
+        leaves.append(_decode(where, arrays[_leaf_name(i)], leaf, found_shape, found_dtype, impl))
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves), meta.get("metadata", {})
+
+
+def _decode(
+    where: str, stored: np.ndarray, template_leaf: Any, shape: tuple, dtype: str, impl: str | None
+) -> jax.Array:
+    """One leaf back as a `jax.Array`, after checking the stored array agrees with its ``__meta__`` entry."""
+    if impl is not None:
+        if isinstance(template_leaf, jax.Array):
+            impl = jax.random.key_impl(template_leaf)
+        try:
+            keys = jax.random.wrap_key_data(jnp.asarray(stored), impl=impl)
+        except (TypeError, ValueError) as e:
+            found = f"{stored.dtype}{list(stored.shape)} ({e})"
+            raise CheckpointError(f"{where}: expected {impl} key data, found {found}") from None
+        if keys.shape != shape:
+            raise CheckpointError(f"{where}: expected key shape {shape}, found key data of shape {stored.shape}")
+        return keys
+    true_dtype = jnp.dtype(dtype)
+    bits = _bits_dtype(true_dtype)
+    expected = (bits if bits is not None else true_dtype, shape)
+    if (stored.dtype, stored.shape) != expected:
+        found = f"{stored.dtype}{list(stored.shape)}"
+        raise CheckpointError(f"{where}: expected stored {expected[0]}{list(shape)}, found {found}")
+    return jnp.asarray(stored.view(true_dtype) if bits is not None else stored)

@@ -1,0 +1,418 @@
+"""`mlp-jax train`: load a data set, train with fused epochs, write metrics, plots and checkpoints.
+
+Everything lands in ``--out DIR``: ``metrics.json`` (config, per-epoch history, wall time and the final
+``train_loss``, ``test_loss`` and ``test_accuracy`` or ``test_mse``), ``loss.png``,
+``decision_boundary.png`` (2-D data sets), and ``checkpoint.npz`` (see `mlp_jax.checkpoint`), all
+written atomically. ``--resume DIR --epochs N`` continues the run in DIR up to N epochs in total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .activations import get_activation
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import DataError, Dataset, load_dataset
+from .errors import UsageError
+from .losses import get_loss
+from .model import forward
+from .params import INITS, init_params
+from .train import GRADS, TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Fields left as None take the data set's defaults (`DATASET_DEFAULTS`)."""
+
+    dataset: str = "digits"
+    target: str | None = None  # label column (CSV) or key (NPZ) of a user file
+    hidden: tuple[int, ...] | None = None  # hidden layer widths
+    activation: str | None = None
+    loss: str | None = None  # default: softmax_cross_entropy (classification) or mse (regression)
+    init: str = "he_normal"
+    optimizer: str | None = None
+    lr: float | None = None
+    schedule: str = "constant"
+    warmup_epochs: int = 0  # warmup-cosine only
+    weight_decay: float = 0.0
+    epochs: int | None = None
+    schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
+    batch_size: int | None = None
+    grad: str = "manual"
+    seed: int = 0
+    patience: int | None = None  # early stopping on a validation split
+    val_fraction: float = 0.1  # carved from the training split when patience is set
+
+    def resolved(self) -> TrainConfig:
+        """The config with every None replaced by the data set's default or the global default."""
+        defaults = {**GLOBAL_DEFAULTS, **DATASET_DEFAULTS.get(self.dataset, {})}
+        filled = {k: defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k)
+                  for k in (f.name for f in dataclasses.fields(self))}
+        if filled["schedule_epochs"] is None:
+            filled["schedule_epochs"] = filled["epochs"]
+        return TrainConfig(**filled)
+
+
+GLOBAL_DEFAULTS: dict[str, Any] = dict(
+    hidden=(128, 128), activation="relu", optimizer="adam", lr=1e-3, epochs=50, batch_size=128
+)
+# Per data set, chosen so that the defaults reach the README's results without tuning.
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "xor": dict(hidden=(8,), activation="tanh", lr=0.05, epochs=300, batch_size=4),
+    "moons": dict(hidden=(32, 32), lr=1e-2, epochs=100, batch_size=64),
+    "circles": dict(hidden=(32, 32), lr=1e-2, epochs=100, batch_size=64),
+    "spirals": dict(hidden=(64, 64), lr=1e-2, epochs=300, batch_size=64),
+    "sine": dict(hidden=(64, 64), activation="tanh", lr=1e-2, epochs=200, batch_size=64),
+    "digits": dict(hidden=(128, 128), lr=1e-3, epochs=50, batch_size=32),
+    "iris": dict(hidden=(16,), lr=1e-2, epochs=100, batch_size=16),
+    "wine": dict(hidden=(32,), lr=1e-2, epochs=60, batch_size=16),
+    "breast_cancer": dict(hidden=(32,), lr=1e-3, epochs=60, batch_size=32),
+    "diabetes": dict(hidden=(32,), lr=1e-2, epochs=100, batch_size=32),
+    "mnist1d": dict(hidden=(256, 256), lr=1e-3, epochs=60, batch_size=128),
+}
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The named optax optimizer with the named learning-rate schedule and (decoupled) weight decay."""
+    total = max(1, config.schedule_epochs * steps_per_epoch)
+    if config.schedule == "constant":
+        lr: Any = config.lr
+    elif config.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(config.lr, total)
+    elif config.schedule == "warmup-cosine":
+        warmup = min(config.warmup_epochs * steps_per_epoch or max(1, total // 20), total - 1)
+        lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(warmup, 1), total)
+    else:
+        raise UsageError(f"unknown schedule {config.schedule!r}; expected one of {list(SCHEDULES)}")
+    builders = {
+        "sgd": lambda: optax.sgd(lr),
+        "momentum": lambda: optax.sgd(lr, momentum=0.9),
+        "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
+        "adam": lambda: optax.adam(lr),
+        "adamw": lambda: optax.adamw(lr, weight_decay=config.weight_decay or 1e-4),
+        "rmsprop": lambda: optax.rmsprop(lr),
+    }
+    if config.optimizer not in builders:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+    optimizer = builders[config.optimizer]()
+    if config.weight_decay and config.optimizer != "adamw":
+        optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+    return optimizer
+
+
+def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Train/test targets shaped for `loss`, and the number of outputs. Raises UsageError when the
+    data set's labels do not fit the loss."""
+    if data.task == "classification":
+        k = data.num_classes
+        if loss == "softmax_cross_entropy":
+            return data.y_train, data.y_test, k
+        if loss == "sigmoid_binary_cross_entropy" and k == 2:
+            return data.y_train[:, None].astype(np.float32), data.y_test[:, None].astype(np.float32), 1
+        if loss in ("mse", "sigmoid_binary_cross_entropy"):
+            eye = np.eye(k, dtype=np.float32)
+            return eye[data.y_train], eye[data.y_test], k
+    else:
+        if loss == "mse":
+            return data.y_train, data.y_test, data.y_train.shape[1]
+        if loss == "softmax_cross_entropy":
+            raise UsageError(f"data set {data.name!r} is a regression task; its real-valued targets do not fit "
+                             "softmax_cross_entropy (use --loss mse)")
+        if loss == "sigmoid_binary_cross_entropy":
+            raise UsageError(f"data set {data.name!r} is a regression task; its targets are not in [0, 1] as "
+                             "sigmoid_binary_cross_entropy needs (use --loss mse)")
+    # a registered loss: hand it the labels as they are
+    return data.y_train, data.y_test, max(data.num_classes, 1) if data.task == "classification" else data.y_train.shape[1]
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """A seeded split of the training arrays into (train, validation)."""
+    order = np.random.default_rng(seed + 12345).permutation(len(x))
+    n_val = max(1, int(round(fraction * len(x))))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise UsageError for anything wrong in the config, before any data is loaded or work is done."""
+    try:
+        get_activation(config.activation)
+        if config.loss is not None:
+            get_loss(config.loss)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if config.init not in INITS:
+        raise UsageError(f"unknown init {config.init!r}; expected one of {sorted(INITS)}")
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+    if config.schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {config.schedule!r}; expected one of {list(SCHEDULES)}")
+    if config.grad not in GRADS:
+        raise UsageError(f"unknown grad {config.grad!r}; expected one of {list(GRADS)}")
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
+    if not config.lr > 0 or not math.isfinite(config.lr):
+        raise UsageError(f"--lr must be a positive number, got {config.lr}")
+    if config.patience is not None and config.patience < 1:
+        raise UsageError(f"--patience must be >= 1, got {config.patience}")
+    if not 0 < config.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be in (0, 1), got {config.val_fraction}")
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def _to_python(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def fit(
+    config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False, log=print
+) -> dict[str, Any]:
+    """Train as `config` says, writing into `out`; continue the run in `out` when `resume` is set.
+
+    Returns the metrics written to ``metrics.json``. Raises UsageError for bad input (before any
+    training) and NonFiniteLoss when a loss turns NaN or inf (the last good checkpoint is kept).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    config = config.resolved()
+    check_config(config)
+    try:
+        data = load_dataset(config.dataset, target=config.target, seed=config.seed)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    loss = config.loss or ("softmax_cross_entropy" if data.task == "classification" else "mse")
+    config = dataclasses.replace(config, loss=loss)
+    y_train, y_test, n_out = targets_for_loss(data, loss)
+    x_train = data.x_train
+    x_val = y_val = None
+    if config.patience is not None:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, config.val_fraction, config.seed)
+
+    sizes = [x_train.shape[1], *config.hidden, n_out]
+    batch_size = min(config.batch_size, len(x_train))
+    optimizer = make_optimizer(config, num_batches(len(x_train), batch_size))
+    key = jax.random.key(config.seed)
+    init_key, train_key = jax.random.split(key)
+    state = init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
+    history: list[dict] = []
+    best = {"val_loss": math.inf, "epoch": 0}
+    epochs_done = 0
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        try:
+            state, meta = load_checkpoint(out / CHECKPOINT, state)
+        except CheckpointError as error:
+            raise UsageError(str(error)) from None
+        history, best, epochs_done = meta["history"], meta["best"], meta["epoch"]
+
+    arrays = [jnp.asarray(a) for a in (x_train, y_train, data.x_test, y_test)]
+    x_tr, y_tr, x_te, y_te = arrays
+    # Check targets against the loss once, eagerly, so bad labels are a clear error, not a NaN.
+    try:
+        from .losses import prepare_targets
+
+        for y_split in (y_tr, y_te):
+            prepare_targets(loss, y_split, y_split.shape[0], n_out, jnp.float32)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"labels do not fit loss {loss!r}: {error}") from None
+    train_epoch = make_train_epoch(
+        optimizer, activation=config.activation, loss=loss, grad=config.grad, batch_size=batch_size
+    )
+    evaluate = make_evaluate(activation=config.activation, loss=loss)
+
+    progress = _progress(range(epochs_done, config.epochs), quiet, initial=epochs_done, total=config.epochs)
+    stopped_early = False
+    for epoch in progress:
+        state, losses = train_epoch(state, x_tr, y_tr)
+        losses = np.asarray(losses)
+        if not np.isfinite(losses).all():
+            bad = int(np.argmax(~np.isfinite(losses)))
+            raise NonFiniteLoss(
+                f"non-finite loss {losses[bad]} at epoch {epoch + 1}, step {bad + 1} of {len(losses)} "
+                f"(update {int(state.step) - len(losses) + bad + 1}); the last good checkpoint is kept in "
+                f"{out / CHECKPOINT}"
+            )
+        record = {"epoch": epoch + 1, "step": int(state.step), "batch_loss_mean": float(losses.mean())}
+        for split, (xs, ys) in {"train": (x_tr, y_tr), "test": (x_te, y_te)}.items():
+            record.update({f"{split}_{k}": v for k, v in _to_python(evaluate(state.params, xs, ys)).items()})
+        if x_val is not None:
+            record.update({f"val_{k}": v for k, v in
+                           _to_python(evaluate(state.params, jnp.asarray(x_val), jnp.asarray(y_val))).items()})
+            if record["val_loss"] < best["val_loss"]:
+                best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
+        record["elapsed_s"] = time.perf_counter() - start
+        history.append(record)
+        save_checkpoint(out / CHECKPOINT, state, {"config": dataclasses.asdict(config), "epoch": epoch + 1,
+                                                  "history": history, "best": best})
+        if hasattr(progress, "set_postfix"):
+            progress.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith(("loss", "accuracy"))
+                                  and not k.startswith("batch")})
+        if config.patience is not None and epoch + 1 - best["epoch"] >= config.patience:
+            stopped_early = True
+            break
+    if hasattr(progress, "close"):
+        progress.close()
+    if not history:
+        raise UsageError(f"nothing to do: the run in {out} already has {epochs_done} epochs (ask for more with --epochs)")
+
+    final = history[-1]
+    metrics: dict[str, Any] = {
+        "config": dataclasses.asdict(config),
+        "dataset": {"name": data.name, "task": data.task, "num_classes": data.num_classes,
+                    "n_train": int(len(x_train)), "n_test": int(len(data.x_test)),
+                    "n_val": 0 if x_val is None else int(len(x_val)), "features": int(x_train.shape[1])},
+        "layer_sizes": sizes,
+        "epochs": final["epoch"],
+        "steps": final["step"],
+        "history": history,
+        "train_loss": final["train_loss"],
+        "test_loss": final["test_loss"],
+        "stopped_early": stopped_early,
+        "best": best,
+        "wall_time_s": time.perf_counter() - start,
+        "device": str(jax.devices()[0]),
+        "versions": {"jax": jax.__version__, "optax": optax.__version__},
+        "checkpoint": CHECKPOINT,
+    }
+    if "test_accuracy" in final:
+        metrics["train_accuracy"] = final["train_accuracy"]
+        metrics["test_accuracy"] = final["test_accuracy"]
+    if data.task == "regression":
+        metrics["test_mse"] = final["test_loss"] if loss == "mse" else None
+    _write_json(out / METRICS, metrics)
+    _write_plots(out, history, data, state, config, loss)
+    return metrics
+
+
+def _progress(iterable, quiet: bool, **kwargs):
+    if quiet:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc="epochs", unit="epoch", dynamic_ncols=True, **kwargs)
+
+
+def _write_plots(out: Path, history, data: Dataset, state: TrainState, config: TrainConfig, loss: str) -> None:
+    from .plots import plot_decision_boundary, plot_history
+
+    plot_history(history, out / "loss.png", title=f"{data.name}: {config.activation} MLP {list(config.hidden)}")
+    if data.x_train.shape[1] == 2 and data.task == "classification":
+        params = state.params
+
+        def predict(grid: np.ndarray) -> np.ndarray:
+            logits = np.asarray(forward(params, jnp.asarray(grid), config.activation))
+            return (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(1)
+
+        x = np.concatenate([data.x_train, data.x_test])
+        y = np.concatenate([data.y_train, data.y_test])
+        plot_decision_boundary(predict, x, y, out / "decision_boundary.png", title=f"{data.name}: decision boundary")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    if text.strip() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,128, got {text!r}")
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--dataset", default=None, help="a built-in name (digits, xor, spirals, ...), PATH.csv, PATH.npz or an IDX dir")
+    a("--target", default=None, help="label column (CSV) or key (NPZ) of your own file")
+    a("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128")
+    a("--activation", default=None)
+    a("--loss", default=None, help="default: softmax_cross_entropy or mse, from the data set")
+    a("--init", default="he_normal")
+    a("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)}")
+    a("--lr", type=float, default=None, help="learning rate")
+    a("--schedule", default="constant", help=f"one of {', '.join(SCHEDULES)}")
+    a("--warmup-epochs", type=int, default=0)
+    a("--weight-decay", type=float, default=0.0)
+    a("--epochs", type=int, default=None, help="total epochs (with --resume: up to this many in total)")
+    a("--batch-size", type=int, default=None)
+    a("--grad", default="manual", help="manual (hand-written backprop) or autodiff (jax.grad)")
+    a("--seed", type=int, default=0)
+    a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
+    a("--val-fraction", type=float, default=0.1)
+    a("--out", default=None, help="output directory (default runs/<dataset>)")
+    a("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    a("--quiet", action="store_true", help="print nothing but errors")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr))
+    if args.resume is not None:
+        out = Path(args.resume)
+        metrics_path = out / METRICS
+        ckpt = out / CHECKPOINT
+        if not ckpt.exists():
+            raise UsageError(f"cannot resume: no {CHECKPOINT} in {out}")
+        try:
+            saved = json.loads(np.load(ckpt, allow_pickle=False)["__meta__"].tobytes())["metadata"]["config"]
+        except Exception as error:  # a malformed file is a usage error, reported as one line
+            raise UsageError(f"cannot resume from {ckpt}: {error}") from None
+        saved["hidden"] = tuple(saved["hidden"])
+        config = TrainConfig(**saved)
+        if args.epochs is not None:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        del metrics_path
+    else:
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+        given.setdefault("dataset", "digits")
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else Path("runs") / Path(config.dataset).stem
+    try:
+        metrics = fit(config, out, resume=args.resume is not None, quiet=args.quiet)
+    except NonFiniteLoss as error:
+        print(f"mlp-jax train: {error}", file=sys.stderr)
+        return 1
+    summary = {k: metrics[k] for k in ("train_loss", "test_loss", "test_accuracy", "test_mse") if k in metrics}
+    if not args.quiet:
+        text = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None)
+        print(f"{metrics['dataset']['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.1f} s; {text}")
+        print(f"results in {out}/ ({METRICS}, loss.png, {CHECKPOINT}"
+              + (", decision_boundary.png" if (out / "decision_boundary.png").exists() else "") + ")")
+    return 0

@@ -1,0 +1,151 @@
+"""`mlp-jax train`: outputs, resume bit for bit, early stopping, non-finite loss, bad input (exit 2)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mlp_jax.fit as fit_module
+from mlp_jax.checkpoint import load_checkpoint
+from mlp_jax.cli import main
+
+
+def train(*args: str) -> int:
+    return main(["train", "--quiet", *args])
+
+
+def test_train_writes_metrics_plots_and_checkpoint(tmp_path):
+    out = tmp_path / "moons"
+    assert train("--dataset", "moons", "--epochs", "5", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("config", "history", "wall_time_s", "train_loss", "test_loss", "test_accuracy"):
+        assert key in metrics
+    assert len(metrics["history"]) == 5 and metrics["history"][-1]["epoch"] == 5
+    assert metrics["config"]["dataset"] == "moons" and metrics["config"]["grad"] == "manual"
+    assert metrics["test_accuracy"] > 0.8
+    for name in ("loss.png", "decision_boundary.png", "checkpoint.npz"):
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_regression_reports_test_mse(tmp_path):
+    out = tmp_path / "sine"
+    assert train("--dataset", "sine", "--epochs", "3", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_mse"] == metrics["test_loss"] and "test_accuracy" not in metrics
+    assert not (out / "decision_boundary.png").exists() or metrics["dataset"]["features"] == 2
+
+
+def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
+    common = ["--dataset", "iris", "--hidden", "8", "--batch-size", "16", "--seed", "3"]
+    assert train(*common, "--epochs", "4", "--out", str(tmp_path / "full")) == 0
+    assert train(*common, "--epochs", "2", "--out", str(tmp_path / "part")) == 0
+    assert main(["train", "--quiet", "--resume", str(tmp_path / "part"), "--epochs", "4"]) == 0
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    part = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert part["epochs"] == 4 and len(part["history"]) == 4
+    for key in ("train_loss", "test_loss", "test_accuracy"):
+        assert part[key] == full[key]
+    a = np.load(tmp_path / "full" / "checkpoint.npz")
+    b = np.load(tmp_path / "part" / "checkpoint.npz")
+    for name in a.files:
+        if name != "__meta__":
+            np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_early_stopping_on_validation_split(tmp_path):
+    out = tmp_path / "es"
+    assert train("--dataset", "iris", "--epochs", "200", "--lr", "0.05", "--patience", "3", "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped_early"] and metrics["epochs"] < 200
+    assert metrics["epochs"] - metrics["best"]["epoch"] == 3
+    assert "val_loss" in metrics["history"][0] and metrics["dataset"]["n_val"] > 0
+
+
+def test_non_finite_loss_stops_with_exit_1_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = fit_module.make_train_epoch
+
+    def poisoned(*args, **kwargs):
+        epoch_fn = real(*args, **kwargs)
+        calls = []
+
+        def wrapped(state, x, y):
+            calls.append(1)
+            state, losses = epoch_fn(state, x, y)
+            return state, (losses.at[1].set(np.nan) if len(calls) == 3 else losses)
+
+        return wrapped
+
+    monkeypatch.setattr(fit_module, "make_train_epoch", poisoned)
+    out = tmp_path / "nan"
+    assert train("--dataset", "iris", "--epochs", "5", "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "epoch 3, step 2" in err
+    _, meta = load_checkpoint(out / "checkpoint.npz", _template(out))
+    assert meta["epoch"] == 2
+
+
+def _template(out):
+    """A TrainState template matching the run in `out`."""
+    import jax
+
+    from mlp_jax.params import init_params
+    from mlp_jax.train import init_train_state
+
+    meta = json.loads(np.load(out / "checkpoint.npz")["__meta__"].tobytes())["metadata"]
+    config = fit_module.TrainConfig(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
+    opt = fit_module.make_optimizer(config, 1)
+    return init_train_state(init_params(jax.random.key(0), [4, *config.hidden, 3]), opt, jax.random.key(0))
+
+
+def test_real_divergence_exits_1(tmp_path, capsys):
+    code = train("--dataset", "sine", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3", "--out",
+                 str(tmp_path / "boom"))
+    assert code == 1
+    assert "non-finite loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset", "nosuchdata"], "nosuchdata"),
+        (["--activation", "relu6"], "unknown activation 'relu6'"),
+        (["--loss", "hinge"], "unknown loss 'hinge'"),
+        (["--optimizer", "adagrad9"], "unknown optimizer 'adagrad9'"),
+        (["--hidden", "12,x"], "12,x"),
+        (["--dataset", "/no/such/file.csv"], "not found"),
+        (["--dataset", "sine", "--loss", "softmax_cross_entropy"], "regression"),
+        (["--grad", "numeric"], "unknown grad"),
+        (["--epochs", "0"], "--epochs must be >= 1"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
+    code = main(["train", "--quiet", "--epochs", "1", "--out", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_csv_files(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,label\n1,2,0\n3,oops,1\n")
+    assert train("--dataset", str(bad), "--out", str(tmp_path / "o")) == 2
+    assert "oops" in capsys.readouterr().err
+    good = tmp_path / "good.csv"
+    good.write_text("a,b,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n")
+    assert train("--dataset", str(good), "--target", "klass", "--out", str(tmp_path / "o")) == 2
+    assert "klass" in capsys.readouterr().err
+
+
+def test_console_script_in_subprocess(tmp_path):
+    """The real entry point: no traceback on bad input, results on success."""
+    bad = subprocess.run([sys.executable, "-m", "mlp_jax.cli", "train", "--hidden", "12,x"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+    ok = subprocess.run([sys.executable, "-m", "mlp_jax.cli", "train", "--dataset", "xor", "--out",
+                         str(tmp_path / "xor")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "results in" in ok.stdout
+    assert json.loads((tmp_path / "xor" / "metrics.json").read_text())["test_accuracy"] == 1.0
