@@ -84,7 +84,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": dict(hidden=(128, 128), lr=1e-3, epochs=50, batch_size=32),
     "iris": dict(hidden=(16,), lr=1e-2, epochs=100, batch_size=16),
     "wine": dict(hidden=(32,), lr=1e-2, epochs=60, batch_size=16),
-    "breast_cancer": dict(hidden=(32,), lr=1e-3, epochs=60, batch_size=32),
+    "breast_cancer": dict(hidden=(16,), activation="tanh", lr=1e-2, epochs=20, batch_size=32),
     "diabetes": dict(hidden=(32,), lr=1e-2, epochs=100, batch_size=32),
     "mnist1d": dict(hidden=(256, 256), lr=1e-3, epochs=60, batch_size=128),
 }
@@ -313,6 +313,9 @@ def fit(
         metrics["test_accuracy"] = final["test_accuracy"]
     if data.task == "regression":
         metrics["test_mse"] = final["test_loss"] if loss == "mse" else None
+        if data.target_std is not None:  # the same error in the targets' original units
+            predicted = np.asarray(forward(state.params, x_te, config.activation)) * data.target_std
+            metrics["test_mse_original_units"] = float(np.mean((predicted - np.asarray(y_te) * data.target_std) ** 2))
     _write_json(out / METRICS, metrics)
     _write_plots(out, history, data, state, config, loss)
     return metrics

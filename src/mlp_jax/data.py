@@ -1,0 +1,544 @@
+"""Data sets as standardised numpy arrays, all offline: nothing is ever downloaded.
+
+Sources, chosen by `load_dataset(name)`:
+
+- generated, deterministic given ``seed``: ``xor``, ``moons``, ``circles``, ``spirals``, ``sine``;
+- real, shipped inside installed packages: scikit-learn's ``digits``, ``iris``, ``wine``, ``breast_cancer``,
+  ``diabetes``, and ``mnist1d`` (built by the ``mnist1d`` package with its default arguments and split);
+- the user's own files: a ``.csv`` with a header row, a ``.npz``, or a directory of the four MNIST IDX files.
+
+Features are standardised with the mean and std of the train split only (a constant column gets std 1), and so
+are regression targets; both statistics are kept in the `Dataset`, so ``x * feature_std + feature_mean`` gives
+back the original units. Where a source has no split of its own, a fixed seeded one is made (stratified for
+classification). Every problem with the data raises `DataError`, one line naming what was expected and what was
+given.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+import random
+import zipfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+TASKS = ("classification", "regression")
+MAX_INFERRED_CLASSES = 50  # a user target of at most this many distinct integers is read as class labels
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DataError(ValueError):
+    """A data set that cannot be loaded; the message names what was expected and what was given."""
+
+
+class Dataset(NamedTuple):
+    name: str
+    x_train: np.ndarray  # (n_train, d) float32, standardised with the train split's mean and std
+    y_train: np.ndarray  # classification: (n_train,) int32 in [0, num_classes); regression: (n_train, k) float32
+    x_test: np.ndarray  # (n_test, d) float32, standardised with the *train* statistics
+    y_test: np.ndarray  # (n_test,) int32 or (n_test, k) float32, like y_train
+    task: str  # "classification" or "regression"
+    num_classes: int  # 0 for regression
+    feature_mean: np.ndarray | None = None  # (d,) float32: original x = x * feature_std + feature_mean
+    feature_std: np.ndarray | None = None  # (d,) float32, 1 for a column constant on the train split
+    target_mean: np.ndarray | None = None  # (k,) float32 for regression (original y = y * target_std + target_mean)
+    target_std: np.ndarray | None = None  # (k,) float32 for regression; None for classification
+    class_names: tuple[str, ...] = ()  # class_names[i] names label i (the original value); () for regression
+
+    @property
+    def num_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def num_outputs(self) -> int:
+        """Width of the model's last layer: num_classes, or k regression targets."""
+        return self.num_classes if self.task == "classification" else int(self.y_train.shape[1])
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{f}={getattr(self, f).shape}" for f in ("x_train", "y_train", "x_test", "y_test"))
+        return f"Dataset(name={self.name!r}, task={self.task!r}, num_classes={self.num_classes}, {shapes})"
+
+
+def default_loss(dataset: Dataset) -> str:
+    """The loss name that fits the task: softmax cross-entropy for classification, mse for regression."""
+    if dataset.task == "classification":
+        return "softmax_cross_entropy"
+    if dataset.task == "regression":
+        return "mse"
+    raise DataError(f"dataset task must be one of {TASKS}, got {dataset.task!r}")
+
+
+# ----------------------------------------------------------------------------------------------- assembling
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, test) of shape (n, d) -> both standardised with train statistics as float32, plus mean, std (d,)."""
+    mean = train.mean(axis=0, dtype=np.float64)
+    std = train.std(axis=0, dtype=np.float64)
+    std = np.where(np.ptp(train, axis=0) == 0, 1.0, std)  # exact test: a constant column is never divided by ~0
+    work = np.float32 if train.dtype == np.float32 else np.float64  # centre big values before rounding to float32
+
+    def scale(a: np.ndarray) -> np.ndarray:
+        return ((a.astype(work, copy=False) - mean.astype(work)) / std.astype(work)).astype(np.float32)
+
+    return scale(train), scale(test), mean.astype(np.float32), std.astype(np.float32)
+
+
+def _assemble(
+    name: str, x_train, y_train, x_test, y_test, *, task: str, class_names: tuple[str, ...] = ()
+) -> Dataset:
+    """Standardise and type the final arrays. Labels are codes 0..K-1 already; regression y is (n, k)."""
+    x_train, x_test, feature_mean, feature_std = _standardise(np.asarray(x_train), np.asarray(x_test))
+    if task == "classification":
+        y_train, y_test = np.asarray(y_train, np.int32), np.asarray(y_test, np.int32)
+        target_mean = target_std = None
+        num_classes = len(class_names)
+        assert y_train.ndim == 1 and 0 <= y_train.min() and max(y_train.max(), y_test.max()) < num_classes
+    else:
+        y_train, y_test, target_mean, target_std = _standardise(np.asarray(y_train), np.asarray(y_test))
+        num_classes, class_names = 0, ()
+    assert x_train.ndim == 2 and x_test.shape[1:] == x_train.shape[1:]
+    assert len(x_train) == len(y_train) and len(x_test) == len(y_test)
+    return Dataset(
+        name, x_train, y_train, x_test, y_test, task, num_classes,
+        feature_mean, feature_std, target_mean, target_std, tuple(class_names),
+    )
+
+
+def _split(x: np.ndarray, y: np.ndarray, *, stratify: bool, seed: int, test_fraction: float):
+    """A fixed seeded train/test split (stratified when every class can appear in both halves)."""
+    from sklearn.model_selection import train_test_split
+
+    n_test = math.ceil(test_fraction * len(x))
+    if n_test < 1 or len(x) - n_test < 1:
+        raise DataError(
+            f"need at least one train and one test row: {len(x)} rows with test_fraction={test_fraction} "
+            f"gives {n_test} test rows"
+        )
+    if stratify:
+        try:
+            return train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+        except ValueError:  # a class with a single example, or fewer test rows than classes
+            pass
+    return train_test_split(x, y, test_size=test_fraction, random_state=seed)
+
+
+def _split_and_assemble(name, x, y, *, task, class_names=(), seed, test_fraction) -> Dataset:
+    x_train, x_test, y_train, y_test = _split(
+        x, y, stratify=task == "classification", seed=seed, test_fraction=test_fraction
+    )
+    return _assemble(name, x_train, y_train, x_test, y_test, task=task, class_names=class_names)
+
+
+# ------------------------------------------------------------------------------------------------- builtins
+
+
+def _xor(seed: int, test_fraction: float) -> Dataset:
+    """The four points of XOR; train and test are the same four, in the order (0,0), (0,1), (1,0), (1,1)."""
+    del seed, test_fraction
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    y = np.array([0, 1, 1, 0])
+    return _assemble("xor", x, y, x.copy(), y.copy(), task="classification", class_names=("0", "1"))
+
+
+def _sklearn_generated(name: str, seed: int, test_fraction: float) -> Dataset:
+    from sklearn import datasets
+
+    if name == "moons":
+        x, y = datasets.make_moons(1000, noise=0.1, random_state=seed)
+    else:
+        x, y = datasets.make_circles(1000, noise=0.05, factor=0.5, random_state=seed)
+    return _split_and_assemble(
+        name, x, y, task="classification", class_names=("0", "1"), seed=seed, test_fraction=test_fraction
+    )
+
+
+def _spirals(seed: int, test_fraction: float, *, arms: int = 3, n_per_arm: int = 300) -> Dataset:
+    """`arms` interleaved spirals of one turn each, radius 0.15..1, Gaussian noise 0.02: (arms * n_per_arm, 2)."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0.0, 1.0, (arms, n_per_arm))  # position along the arm
+    radius = 0.15 + 0.85 * t
+    angle = 2 * np.pi * (np.arange(arms)[:, None] / arms + t)  # (arms, n_per_arm)
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1).reshape(-1, 2)
+    x += 0.02 * rng.standard_normal(x.shape)
+    y = np.repeat(np.arange(arms), n_per_arm)
+    names = tuple(str(i) for i in range(arms))
+    return _split_and_assemble(
+        "spirals", x, y, task="classification", class_names=names, seed=seed, test_fraction=test_fraction
+    )
+
+
+def _sine(seed: int, test_fraction: float) -> Dataset:
+    """1-D regression: x uniform in [-3, 3], y = sin(x) + N(0, 0.1^2); 1000 points, y of shape (n, 1)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3.0, 3.0, (1000, 1))
+    y = np.sin(x) + 0.1 * rng.standard_normal(x.shape)
+    return _split_and_assemble("sine", x, y, task="regression", seed=seed, test_fraction=test_fraction)
+
+
+def _sklearn_real(name: str, seed: int, test_fraction: float) -> Dataset:
+    from sklearn import datasets
+
+    if name == "diabetes":  # scaled=False: the original units, so feature_mean/std are meaningful
+        x, y = datasets.load_diabetes(return_X_y=True, scaled=False)
+        return _split_and_assemble(name, x, y[:, None], task="regression", seed=seed, test_fraction=test_fraction)
+    bunch = getattr(datasets, f"load_{name}")()
+    names = tuple(str(c) for c in bunch.target_names)
+    return _split_and_assemble(
+        name, bunch.data, bunch.target, task="classification", class_names=names, seed=seed,
+        test_fraction=test_fraction,
+    )
+
+
+def _mnist1d(seed: int, test_fraction: float) -> Dataset:
+    """MNIST-1D built offline by `mnist1d.data.make_dataset` with its defaults: 4000 train, 1000 test, 40 features.
+
+    The package fixes its own seed (42) and split, so `seed` and `test_fraction` do not apply. It reseeds the
+    global `random` and `np.random` generators; their states are restored afterwards.
+    """
+    del seed, test_fraction
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        raw = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    names = tuple(str(i) for i in range(10))
+    return _assemble(
+        "mnist1d", raw["x"], raw["y"], raw["x_test"], raw["y_test"], task="classification", class_names=names
+    )
+
+
+_Builder = Callable[[int, float], Dataset]
+_BUILTINS: dict[str, tuple[str, _Builder]] = {  # name -> (task, builder(seed, test_fraction))
+    "xor": ("classification", _xor),
+    "moons": ("classification", lambda s, f: _sklearn_generated("moons", s, f)),
+    "circles": ("classification", lambda s, f: _sklearn_generated("circles", s, f)),
+    "spirals": ("classification", _spirals),
+    "sine": ("regression", _sine),
+    "digits": ("classification", lambda s, f: _sklearn_real("digits", s, f)),
+    "iris": ("classification", lambda s, f: _sklearn_real("iris", s, f)),
+    "wine": ("classification", lambda s, f: _sklearn_real("wine", s, f)),
+    "breast_cancer": ("classification", lambda s, f: _sklearn_real("breast_cancer", s, f)),
+    "diabetes": ("regression", lambda s, f: _sklearn_real("diabetes", s, f)),
+    "mnist1d": ("classification", _mnist1d),
+}
+KNOWN_DATASETS: tuple[str, ...] = tuple(_BUILTINS)
+
+
+# ------------------------------------------------------------------------------------- user data: targets
+
+
+def _label_values(y: np.ndarray) -> np.ndarray | None:
+    """y as a 1-D label vector if it can be one ((n,) or (n, 1)), else None."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    return y if y.ndim == 1 else None
+
+
+def _resolve_task(y: np.ndarray, task: str | None, where: str) -> str:
+    """The task for a user target: `task` if given, else classification for few distinct integers (or strings)."""
+    labels = _label_values(y)
+    if task is not None:
+        if task == "classification" and labels is None:
+            raise DataError(f"{where}: classification needs one label per row, got targets of shape {y.shape}")
+        return task
+    if labels is None:
+        return "regression"
+    if labels.dtype.kind in "USb":
+        return "classification"
+    integral = bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)))
+    few = len(np.unique(labels)) <= MAX_INFERRED_CLASSES
+    return "classification" if integral and few else "regression"
+
+
+def _encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels (n,) of any values -> codes 0..K-1 (int32) in sorted order of the values, and their names."""
+    labels = _label_values(y)
+    assert labels is not None
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))][0]
+            raise DataError(f"{where}: classification labels must be integers, got {bad!r}")
+        labels = labels.astype(np.int64)
+    values, codes = np.unique(labels, return_inverse=True)
+    return codes.astype(np.int32).reshape(-1), tuple(str(v) for v in values)
+
+
+def _as_features(x: np.ndarray, where: str) -> np.ndarray:
+    """Numeric features of any rank -> (n, d): 1-D is one feature per row, higher ranks are flattened."""
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{where}: features must be a real numeric array, got dtype {x.dtype}")
+    if x.ndim == 0:
+        raise DataError(f"{where}: features must have one row per example, got a scalar")
+    x = x.reshape(len(x), -1)
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        row, col = np.argwhere(~np.isfinite(x))[0]
+        raise DataError(f"{where}: features must be finite, got {x[row, col]} at row {row}, column {col}")
+    return x
+
+
+def _as_targets(y: np.ndarray, where: str) -> np.ndarray:
+    """Regression targets -> (n, k) finite floats."""
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{where}: regression targets must be numeric, got dtype {y.dtype}")
+    y = y.reshape(len(y), -1).astype(np.float64)
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"{where}: regression targets must be finite, got {y[~np.isfinite(y)][0]}")
+    return y
+
+
+def _from_arrays(name, x, y, *, task, seed, test_fraction) -> Dataset:
+    """One user (x, y) without a split: check, pick the task, encode labels, split, standardise."""
+    x = _as_features(np.asarray(x), f"{name} features")
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise DataError(f"{name}: features and targets must have the same number of rows, got {len(x)} and {len(y)}")
+    task = _resolve_task(y, task, f"{name} target")
+    if task == "classification":
+        y, names = _encode_labels(y, f"{name} target")
+        return _split_and_assemble(name, x, y, task=task, class_names=names, seed=seed, test_fraction=test_fraction)
+    y = _as_targets(y, f"{name} target")
+    return _split_and_assemble(name, x, y, task=task, seed=seed, test_fraction=test_fraction)
+
+
+def _from_split(name, x_train, y_train, x_test, y_test, *, task) -> Dataset:
+    """A user set that comes with its own train/test split."""
+    x_train = _as_features(np.asarray(x_train), f"{name} train features")
+    x_test = _as_features(np.asarray(x_test), f"{name} test features")
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        if len(x) == 0 or len(x) != len(y):
+            raise DataError(f"{name}: {part} features and targets must have the same, non-zero number of rows, "
+                            f"got {len(x)} and {len(y)}")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise DataError(f"{name}: train and test must have the same number of features, got "
+                        f"{x_train.shape[1]} and {x_test.shape[1]}")
+    if y_train.shape[1:] != y_test.shape[1:] or (y_train.dtype.kind in "biuf") != (y_test.dtype.kind in "biuf"):
+        raise DataError(f"{name}: train and test targets must match, got shapes {y_train.shape}, {y_test.shape} "
+                        f"and dtypes {y_train.dtype}, {y_test.dtype}")
+    y_all = np.concatenate([y_train, y_test])
+    task = _resolve_task(y_all, task, f"{name} target")
+    if task == "classification":
+        codes, names = _encode_labels(y_all, f"{name} target")
+        y_train, y_test = codes[: len(y_train)], codes[len(y_train):]
+        return _assemble(name, x_train, y_train, x_test, y_test, task=task, class_names=names)
+    y_train, y_test = _as_targets(y_train, f"{name} target"), _as_targets(y_test, f"{name} target")
+    return _assemble(name, x_train, y_train, x_test, y_test, task=task)
+
+
+# --------------------------------------------------------------------------------------- user data: files
+
+
+def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header: list[str] | None = None
+            rows: list[list[float]] = []
+            for row in reader:
+                if all(cell.strip() == "" for cell in row):
+                    continue  # blank line
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    _check_header(path, header)
+                    continue
+                if len(row) != len(header):
+                    raise DataError(f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
+                                    f"column), got {len(row)}")
+                rows.append([_parse_cell(path, reader.line_num, name, cell) for name, cell in zip(header, row)])
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: expected UTF-8 text, got undecodable bytes ({e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV: {e}") from None
+    if header is None:
+        raise DataError(f"{path}: expected a header row and data rows, got an empty file")
+    if not rows:
+        raise DataError(f"{path}: expected data rows after the header, got none")
+    if target is None:
+        col = len(header) - 1
+    elif header.count(target) == 1:
+        col = header.index(target)
+    else:
+        problem = "not found" if target not in header else "appears more than once"
+        raise DataError(f"{path}: target column {target!r} {problem}; available columns: {', '.join(header)}")
+    values = np.array(rows, np.float64)  # (n, columns)
+    return np.delete(values, col, axis=1), values[:, col]
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if len(header) < 2:
+        raise DataError(f"{path}: expected a header with at least two columns (features and a target), "
+                        f"got {header}")
+    if "" in header:
+        raise DataError(f"{path}: expected a name for every column in the header row, "
+                        f"column {header.index('') + 1} is empty")
+    if all(_is_number(cell) for cell in header):
+        raise DataError(f"{path}: expected a header row of column names first, got numbers: {','.join(header)}")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_cell(path: Path, line: int, column: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DataError(f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}")
+    return value
+
+
+def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
+    """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given)."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: expected an .npz (zip) archive written by np.savez, got a file that is not one")
+    key = "?"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            if target is not None:
+                wanted = {"x": "x", "y": target}
+            elif all(k in keys for k in NPZ_SPLIT_KEYS):
+                wanted = {k: k for k in NPZ_SPLIT_KEYS}
+            else:
+                wanted = {"x": "x", "y": "y"}
+            missing = [k for k in wanted.values() if k not in keys]
+            if missing:
+                raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y "
+                                f"(or x and target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
+            out = {}
+            for role, key in wanted.items():
+                out[role] = archive[key]
+            return out
+    except DataError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(f"{path}: array {key!r} holds Python objects, which are refused (allow_pickle=False); "
+                            f"save plain numeric arrays") from None
+        raise DataError(f"{path}: corrupt .npz archive (array {key!r}): {e}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: corrupt .npz archive: {e}") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One IDX file (optionally gzipped, by a ``.gz`` suffix) -> an array of its stored dtype and dims."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: expected a gzipped IDX file, could not decompress it: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: expected an IDX magic number 00 00 <type code> <ndim>, got {raw[:4].hex(' ')}")
+    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{path}: truncated IDX header, expected {header_len} bytes for {ndim} dims, got {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    expected, got = math.prod(dims) * dtype.itemsize, len(raw) - header_len
+    if got != expected:
+        kind = "truncated" if got < expected else "oversized"
+        raise DataError(f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, "
+                        f"got {got}")
+    return np.frombuffer(raw, dtype, offset=header_len).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _load_idx_dir(path: Path, *, task: str | None) -> Dataset:
+    """A directory of the four MNIST IDX files (each optionally .gz): images (n, rows*cols) in [0, 1]."""
+    files = {}
+    for stem in IDX_FILES:
+        found = [p for p in (path / stem, path / f"{stem}.gz") if p.is_file()]
+        if not found:
+            present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+            raise DataError(f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
+                            f"missing {stem}; the directory holds {present}")
+        files[stem] = read_idx(found[0])
+    parts = []
+    for images, labels in ((files[IDX_FILES[0]], files[IDX_FILES[1]]), (files[IDX_FILES[2]], files[IDX_FILES[3]])):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} "
+                            f"and {labels.shape}")
+        x = images.reshape(len(images), -1).astype(np.float32)
+        parts += [x / 255.0 if images.dtype == np.uint8 else x, labels]
+    return _from_split(str(path), *parts, task=task)
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def load_dataset(
+    name: str | os.PathLike,
+    *,
+    target: str | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    task: str | None = None,
+) -> Dataset:
+    """Load a builtin data set by name, or the user's own data by path.
+
+    `name`: one of `KNOWN_DATASETS`, a ``.csv`` file (header row; every cell a number; `target` names the label
+    column, default the last), a ``.npz`` file (arrays ``x_train, y_train, x_test, y_test``, or ``x`` and ``y``
+    where `target` renames ``y``), or a directory holding the four MNIST IDX files.
+    `seed` fixes generated data and the train/test split made (with `test_fraction`) where a source has none.
+    `task` overrides the guess for user data: a target of at most 50 distinct integers is taken as class labels
+    (remapped to 0..K-1 in sorted order; `Dataset.class_names` keeps the originals), anything else as regression.
+    """
+    if not isinstance(name, (str, os.PathLike)):
+        raise DataError(f"name must be a data set name or a path, got {type(name).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
+    if task is not None and task not in TASKS:
+        raise DataError(f"task must be one of {TASKS} or None, got {task!r}")
+    seed, test_fraction = int(seed), float(test_fraction)
+
+    key = os.fspath(name)
+    if key in _BUILTINS:
+        builtin_task, build = _BUILTINS[key]
+        if target is not None:
+            raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for builtin {key!r}")
+        if task is not None and task != builtin_task:
+            raise DataError(f"builtin {key!r} is a {builtin_task} data set, got task={task!r}")
+        return build(seed, test_fraction)
+
+    path = Path(key)
+    if not path.exists():
+        if path.suffix.lower() in (".csv", ".npz") or os.sep in key or (os.altsep and os.altsep in key):
+            raise DataError(f"data file {key} not found")
+        raise DataError(f"unknown data set {key!r}: expected one of {', '.join(KNOWN_DATASETS)}, "
+                        f"or a path to a .csv file, an .npz file or a directory of MNIST IDX files")
+    if path.is_dir():
+        if target is not None:
+            raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for directory {key}")
+        return _load_idx_dir(path, task=task)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        x, y = _read_csv(path, target)
+        return _from_arrays(key, x, y, task=task, seed=seed, test_fraction=test_fraction)
+    if suffix == ".npz":
+        arrays = _read_npz(path, target)
+        if "x" in arrays:
+            return _from_arrays(key, arrays["x"], arrays["y"], task=task, seed=seed, test_fraction=test_fraction)
+        return _from_split(key, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], task=task)
+    raise DataError(f"unsupported data file {key}: expected a .csv or .npz file or a directory of MNIST IDX files, "
+                    f"got a {suffix or 'suffix-less'} file")
