@@ -114,15 +114,15 @@ def _assemble(
     )
 
 
-def _split(x: np.ndarray, y: np.ndarray, *, stratify: bool, seed: int, test_fraction: float):
+def _split(name: str, x: np.ndarray, y: np.ndarray, *, stratify: bool, seed: int, test_fraction: float):
     """A fixed seeded train/test split (stratified when every class can appear in both halves)."""
     from sklearn.model_selection import train_test_split
 
     n_test = math.ceil(test_fraction * len(x))
     if n_test < 1 or len(x) - n_test < 1:
         raise DataError(
-            f"need at least one train and one test row: {len(x)} rows with test_fraction={test_fraction} "
-            f"gives {n_test} test rows"
+            f"{name}: expected at least one train and one test row, got {len(x)} rows, which test_fraction="
+            f"{test_fraction} splits into {len(x) - n_test} train and {n_test} test"
         )
     if stratify:
         try:
@@ -134,7 +134,7 @@ def _split(x: np.ndarray, y: np.ndarray, *, stratify: bool, seed: int, test_frac
 
 def _split_and_assemble(name, x, y, *, task, class_names=(), seed, test_fraction) -> Dataset:
     x_train, x_test, y_train, y_test = _split(
-        x, y, stratify=task == "classification", seed=seed, test_fraction=test_fraction
+        name, x, y, stratify=task == "classification", seed=seed, test_fraction=test_fraction
     )
     return _assemble(name, x_train, y_train, x_test, y_test, task=task, class_names=class_names)
 
@@ -269,8 +269,8 @@ def _encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ..
     assert labels is not None
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))][0]
-            raise DataError(f"{where}: classification labels must be integers, got {bad!r}")
+            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))][0].item()
+            raise DataError(f"{where}: classification labels must be integers, got {bad}")
         labels = labels.astype(np.int64)
     values, codes = np.unique(labels, return_inverse=True)
     return codes.astype(np.int32).reshape(-1), tuple(str(v) for v in values)
@@ -423,10 +423,10 @@ def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
                 wanted = {"x": "x", "y": "y"}
             missing = [k for k in wanted.values() if k not in keys]
             if missing:
-                raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y "
-                                f"(or x and target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
+                raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
+                                f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
             out = {}
-            for role, key in wanted.items():
+            for role, key in wanted.items():  # `key` names the array in the error if reading it fails
                 out[role] = archive[key]
             return out
     except DataError:
