@@ -149,3 +149,22 @@ def test_console_script_in_subprocess(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert "results in" in ok.stdout
     assert json.loads((tmp_path / "xor" / "metrics.json").read_text())["test_accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("schedule", fit_module.SCHEDULES)
+@pytest.mark.parametrize("optimizer", fit_module.OPTIMIZERS)
+def test_every_optimizer_and_schedule_builds_and_steps(optimizer, schedule):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from mlp_jax.params import init_params
+
+    config = fit_module.TrainConfig(optimizer=optimizer, schedule=schedule, weight_decay=1e-3).resolved()
+    opt = fit_module.make_optimizer(config, steps_per_epoch=10)
+    params = init_params(jax.random.key(0), [3, 4, 2])
+    grads = jax.tree.map(jnp.ones_like, params)
+    updates, _ = opt.update(grads, opt.init(params), params)
+    new = optax.apply_updates(params, updates)
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params))]
+    assert any(changed) or schedule == "warmup-cosine"  # warmup starts at lr 0
