@@ -159,6 +159,15 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The caller's metadata dict saved with a checkpoint, validated like `load_checkpoint` validates it."""
+    meta, _ = _read(Path(path))
+    metadata = meta.get("metadata")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected a metadata dict, found {type(metadata).__name__}")
+    return metadata
+
+
 def _template_spec(leaf: Any) -> tuple[tuple[int, ...], str]:
     """(shape, dtype string) of a template leaf: an array, a `jax.ShapeDtypeStruct` or a Python scalar."""
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):

@@ -24,10 +24,10 @@ import numpy as np
 import optax
 
 from .activations import get_activation
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .data import DataError, Dataset, load_dataset
 from .errors import UsageError
-from .losses import get_loss
+from .losses import get_loss, prepare_targets
 from .model import forward
 from .params import INITS, init_params
 from .train import GRADS, TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
@@ -198,9 +198,7 @@ def _write_json(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
-def fit(
-    config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False, log=print
-) -> dict[str, Any]:
+def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train as `config` says, writing into `out`; continue the run in `out` when `resume` is set.
 
     Returns the metrics written to ``metrics.json``. Raises UsageError for bad input (before any
@@ -243,8 +241,6 @@ def fit(
     x_tr, y_tr, x_te, y_te = arrays
     # Check targets against the loss once, eagerly, so bad labels are a clear error, not a NaN.
     try:
-        from .losses import prepare_targets
-
         for y_split in (y_tr, y_te):
             prepare_targets(loss, y_split, y_split.shape[0], n_out, jnp.float32)
     except (ValueError, TypeError) as error:
@@ -380,27 +376,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
     a("--val-fraction", type=float, default=0.1)
     a("--out", default=None, help="output directory (default runs/<dataset>)")
-    a("--resume", default=None, metavar="DIR", help="continue the run in DIR")
+    a("--resume", default=None, metavar="DIR", help="continue the run in DIR with its saved config (only --epochs changes)")
     a("--quiet", action="store_true", help="print nothing but errors")
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr))
     if args.resume is not None:
         out = Path(args.resume)
-        metrics_path = out / METRICS
-        ckpt = out / CHECKPOINT
-        if not ckpt.exists():
-            raise UsageError(f"cannot resume: no {CHECKPOINT} in {out}")
         try:
-            saved = json.loads(np.load(ckpt, allow_pickle=False)["__meta__"].tobytes())["metadata"]["config"]
-        except Exception as error:  # a malformed file is a usage error, reported as one line
-            raise UsageError(f"cannot resume from {ckpt}: {error}") from None
-        saved["hidden"] = tuple(saved["hidden"])
-        config = TrainConfig(**saved)
+            saved = dict(read_metadata(out / CHECKPOINT)["config"])
+            saved["hidden"] = tuple(saved["hidden"])
+            config = TrainConfig(**saved)
+        except (CheckpointError, KeyError, TypeError) as error:
+            raise UsageError(f"cannot resume from {out / CHECKPOINT}: {error}") from None
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
-        del metrics_path
     else:
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
