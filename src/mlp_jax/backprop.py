@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from .activations import get_activation
-from .losses import example_scale, get_loss, prepare_sample_weight, prepare_targets, reduce
-from .model import check_inputs
+from .losses import example_scale, get_loss, reduce
+from .model import check_problem
 from .params import Layer, Params
 
 Array = jax.Array
@@ -74,11 +74,8 @@ def backprop(
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
     of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``."""
     spec = get_loss(loss)
-    get_activation(activation)
-    x, dtype = check_inputs(params, x)
-    batch, out = x.shape[0], params[-1].w.shape[1]
-    y = prepare_targets(loss, y, batch, out, dtype)
-    sample_weight = prepare_sample_weight(sample_weight, batch, dtype)
+    x, y, sample_weight, dtype = check_problem(params, x, y, activation, loss, sample_weight)
+    batch = x.shape[0]
 
     cache = forward_with_cache(params, x, activation)
     value = reduce(spec.per_example(cache.logits, y), sample_weight)

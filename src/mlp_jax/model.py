@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -28,6 +30,24 @@ def check_inputs(params: Params, x) -> tuple[Array, jnp.dtype]:
     return x, dtype
 
 
+class Checked(NamedTuple):
+    """Validated inputs of a loss: x (B, d_in), y ready for the loss, weights (B,) or None."""
+
+    x: Array
+    y: Array
+    sample_weight: Array | None
+    dtype: jnp.dtype
+
+
+def check_problem(params: Params, x, y, activation: str, loss: str, sample_weight=None) -> Checked:
+    """Validate names, params, x, y and sample_weight together; raise a clear error before any work."""
+    get_loss(loss), get_activation(activation)
+    x, dtype = check_inputs(params, x)
+    batch, out = x.shape[0], params[-1].w.shape[1]
+    y = prepare_targets(loss, y, batch, out, dtype)
+    return Checked(x, y, prepare_sample_weight(sample_weight, batch, dtype), dtype)
+
+
 def forward(params: Params, x: Array, activation: str = "relu") -> Array:
     """Logits ``(batch, d_out)`` for inputs ``x`` ``(batch, d_in)``: the activation after every hidden
     layer, the output layer linear."""
@@ -49,11 +69,6 @@ def loss(
 ) -> Array:
     """Scalar loss: the mean over the batch of each example's loss term (weighted mean with
     `sample_weight` of shape (batch,)). See `mlp_jax.losses` for the exact definitions."""
-    spec = get_loss(loss)
-    get_activation(activation)
-    x, dtype = check_inputs(params, x)
-    batch, out = x.shape[0], params[-1].w.shape[1]
-    y = prepare_targets(loss, y, batch, out, dtype)
-    sample_weight = prepare_sample_weight(sample_weight, batch, dtype)
+    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     logits = forward(params, x, activation)
-    return reduce(spec.per_example(logits, y), sample_weight)
+    return reduce(get_loss(loss).per_example(logits, y), sample_weight)
