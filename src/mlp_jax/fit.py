@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import distributed
 from .activations import get_activation
 from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .data import DataError, Dataset, load_dataset
@@ -57,6 +58,7 @@ class TrainConfig:
     schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
     batch_size: int | None = None
     grad: str = "manual"
+    devices: int | None = None  # data-parallel devices per process (`mlp_jax.distributed`); None: all local
     seed: int = 0
     patience: int | None = None  # early stopping on a validation split
     val_fraction: float = 0.1  # carved from the training split when patience is set
@@ -181,6 +183,8 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(f"--lr must be a positive number, got {config.lr}")
     if config.patience is not None and config.patience < 1:
         raise UsageError(f"--patience must be >= 1, got {config.patience}")
+    if config.devices is not None and config.devices < 1:
+        raise UsageError(f"--devices must be >= 1, got {config.devices}")
     if not 0 < config.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in (0, 1), got {config.val_fraction}")
 
@@ -222,6 +226,11 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
 
     sizes = [x_train.shape[1], *config.hidden, n_out]
     batch_size = min(config.batch_size, len(x_train))
+    try:  # data parallel: params replicated, every minibatch split over the mesh's devices
+        mesh = distributed.make_mesh(config.devices)
+        distributed.check_batch_size(batch_size, mesh)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     optimizer = make_optimizer(config, num_batches(len(x_train), batch_size))
     key = jax.random.key(config.seed)
     init_key, train_key = jax.random.split(key)
@@ -236,6 +245,9 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         except CheckpointError as error:
             raise UsageError(str(error)) from None
         history, best, epochs_done = meta["history"], meta["best"], meta["epoch"]
+    sharded = mesh.size > 1 or jax.process_count() > 1  # one device: the plain, unsharded path
+    if sharded:
+        state = distributed.replicate(state, mesh)
 
     arrays = [jnp.asarray(a) for a in (x_train, y_train, data.x_test, y_test)]
     x_tr, y_tr, x_te, y_te = arrays
@@ -245,8 +257,17 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
             prepare_targets(loss, y_split, y_split.shape[0], n_out, jnp.float32)
     except (ValueError, TypeError) as error:
         raise UsageError(f"labels do not fit loss {loss!r}: {error}") from None
+    grad: Any = config.grad
+    if x_val is not None:
+        x_val, y_val = jnp.asarray(x_val), jnp.asarray(y_val)
+    if sharded:
+        x_tr, y_tr = (distributed.place_dataset(a, mesh) for a in (x_train, y_train))
+        x_te, y_te = distributed.replicate((x_te, y_te), mesh)
+        if x_val is not None:
+            x_val, y_val = distributed.replicate((x_val, y_val), mesh)
+        grad = distributed.sharded_gradient_fn(config.grad, mesh, activation=config.activation, loss=loss)
     train_epoch = make_train_epoch(
-        optimizer, activation=config.activation, loss=loss, grad=config.grad, batch_size=batch_size
+        optimizer, activation=config.activation, loss=loss, grad=grad, batch_size=batch_size
     )
     evaluate = make_evaluate(activation=config.activation, loss=loss)
 
@@ -267,13 +288,14 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
             record.update({f"{split}_{k}": v for k, v in _to_python(evaluate(state.params, xs, ys)).items()})
         if x_val is not None:
             record.update({f"val_{k}": v for k, v in
-                           _to_python(evaluate(state.params, jnp.asarray(x_val), jnp.asarray(y_val))).items()})
+                           _to_python(evaluate(state.params, x_val, y_val)).items()})
             if record["val_loss"] < best["val_loss"]:
                 best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
         record["elapsed_s"] = time.perf_counter() - start
         history.append(record)
-        save_checkpoint(out / CHECKPOINT, state, {"config": dataclasses.asdict(config), "epoch": epoch + 1,
-                                                  "history": history, "best": best})
+        if distributed.is_primary():  # one writer; every process holds the same replicated state
+            save_checkpoint(out / CHECKPOINT, state, {"config": dataclasses.asdict(config), "epoch": epoch + 1,
+                                                      "history": history, "best": best})
         if hasattr(progress, "set_postfix"):
             progress.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith(("loss", "accuracy"))
                                   and not k.startswith("batch")})
@@ -301,6 +323,8 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         "best": best,
         "wall_time_s": time.perf_counter() - start,
         "device": str(jax.devices()[0]),
+        "devices": mesh.size,
+        "processes": jax.process_count(),
         "versions": {"jax": jax.__version__, "optax": optax.__version__},
         "checkpoint": CHECKPOINT,
     }
@@ -312,8 +336,9 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         if data.target_std is not None:  # the same error in the targets' original units
             predicted = np.asarray(forward(state.params, x_te, config.activation)) * data.target_std
             metrics["test_mse_original_units"] = float(np.mean((predicted - np.asarray(y_te) * data.target_std) ** 2))
-    _write_json(out / METRICS, metrics)
-    _write_plots(out, history, data, state, config, loss)
+    if distributed.is_primary():
+        _write_json(out / METRICS, metrics)
+        _write_plots(out, history, data, state, config, loss)
     return metrics
 
 
@@ -330,7 +355,7 @@ def _write_plots(out: Path, history, data: Dataset, state: TrainState, config: T
 
     plot_history(history, out / "loss.png", title=f"{data.name}: {config.activation} MLP {list(config.hidden)}")
     if data.x_train.shape[1] == 2 and data.task == "classification":
-        params = state.params
+        params = jax.tree.map(np.asarray, state.params)  # on the host: no eager ops on global arrays
 
         def predict(grid: np.ndarray) -> np.ndarray:
             logits = np.asarray(forward(params, jnp.asarray(grid), config.activation))
@@ -376,11 +401,21 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
     a("--val-fraction", type=float, default=0.1)
     a("--out", default=None, help="output directory (default runs/<dataset>)")
-    a("--resume", default=None, metavar="DIR", help="continue the run in DIR with its saved config (only --epochs changes)")
+    a("--resume", default=None, metavar="DIR", help="continue the run in DIR with its saved config (only --epochs and --devices change)")
     a("--quiet", action="store_true", help="print nothing but errors")
+    a("--devices", type=int, default=None, help="data-parallel devices per process (default: all local devices)")
+    a("--coordinator", default=None, metavar="HOST:PORT",
+      help="multi-host: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
+    a("--num-processes", type=int, default=None, help="multi-host: number of processes (or $JAX_NUM_PROCESSES)")
+    a("--process-id", type=int, default=None, help="multi-host: this process's index (or $JAX_PROCESS_ID)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
+    try:  # before anything else touches JAX; a no-op without flags or environment variables
+        distributed.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    args.quiet = args.quiet or not distributed.is_primary()  # one process prints
     if args.resume is not None:
         out = Path(args.resume)
         try:
@@ -391,6 +426,8 @@ def run_cli(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot resume from {out / CHECKPOINT}: {error}") from None
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
+        if args.devices is not None:
+            config = dataclasses.replace(config, devices=args.devices)
     else:
         fields = {f.name for f in dataclasses.fields(TrainConfig)}
         given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
