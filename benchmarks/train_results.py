@@ -54,7 +54,7 @@ def main() -> None:
             metric = ("test_accuracy", metrics["test_accuracy"]) if "test_accuracy" in metrics else (
                 "test_mse", metrics["test_mse"])
             rows.append({"dataset": name, "layer_sizes": metrics["layer_sizes"], "activation": config["activation"],
-                         "optimizer": f"{config['optimizer']} {config['lr']:g}", "epochs": metrics["epochs"],
+                         "optimizer": f"{config['optimizer']} {config['lr']:g}" + (f" {config['schedule']}" if config['schedule'] != 'constant' else ''), "epochs": metrics["epochs"],
                          "batch_size": config["batch_size"], "metric": metric[0], "value": metric[1],
                          "wall_time_s": metrics["wall_time_s"]})
             print(rows[-1], flush=True)

@@ -128,3 +128,16 @@ def test_evaluate_metrics():
     assert float(metrics["accuracy"]) == pytest.approx(2 / 3)
     mse = make_evaluate(loss="mse")(params, x, x)
     assert set(mse) == {"loss"} and float(mse["loss"]) == 0.0
+
+
+def test_fused_update_last_loss_only():
+    x, y = blobs(n=32)
+    opt = optax.sgd(0.1)
+    params = mj.init_params(jax.random.key(0), [5, 8, 3])
+    common = dict(activation="relu", loss="softmax_cross_entropy", donate=False)
+    p_all, _, all_losses = make_fused_update(opt, 7, **common)(params, opt.init(params), x, y)
+    p_last, _, last = make_fused_update(opt, 7, losses="last", **common)(params, opt.init(params), x, y)
+    assert last.shape == () and float(last) == float(all_losses[-1])
+    assert tree_max_rel_error(p_last, p_all) == 0.0
+    with pytest.raises(ValueError, match="losses must be"):
+        make_fused_update(opt, 7, losses="none")

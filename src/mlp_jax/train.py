@@ -98,18 +98,29 @@ def make_fused_update(
     loss: str = "mse",
     grad: str | GradFn = "manual",
     donate: bool = True,
+    losses: str = "all",
 ) -> Callable:
     """``num_steps`` updates on one batch inside one compiled call (a `lax.scan`):
-    ``(params, opt_state, x, y) -> (params, opt_state, losses (num_steps,))``."""
+    ``(params, opt_state, x, y) -> (params, opt_state, losses)``.
+
+    ``losses="all"`` returns every step's loss, shape (num_steps,); ``losses="last"`` only the last
+    one, shape (), carried through the loop instead of stacked (measured ~1.4x more steps/s on a tiny
+    net, where writing the stacked losses is a visible share of a step).
+    """
+    if losses not in ("all", "last"):
+        raise ValueError(f"losses must be 'all' or 'last', got {losses!r}")
     step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
 
     def fused(params, opt_state, x, y):
         def body(carry, _):
-            params, opt_state, value = step(*carry, x, y)
-            return (params, opt_state), value
+            params, opt_state, value = step(*carry[:2], x, y)
+            return (params, opt_state, value), (value if losses == "all" else None)
 
-        (params, opt_state), values = jax.lax.scan(body, (params, opt_state), None, length=num_steps)
-        return params, opt_state, values
+        first = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+        (params, opt_state, last), values = jax.lax.scan(
+            body, (params, opt_state, first), None, length=num_steps
+        )
+        return params, opt_state, values if losses == "all" else last
 
     return jax.jit(fused, donate_argnums=(0, 1) if donate else ())
 

@@ -1,0 +1,804 @@
+"""`mlp-jax bench`: the hand-written backprop against autodiff, against the machine's matmul peak,
+and against peer libraries.
+
+For every config, in one process and alternating the two gradient sources sample by sample:
+
+- ``grad``: the gradient alone (`mlp_jax.backprop` vs ``jax.value_and_grad``), jitted;
+- ``sgd``, ``adam``: one full update step from `mlp_jax.train.make_update` (donating);
+- ``fused``: ``N`` sgd steps in one compiled call from `make_fused_update`, reported per step.
+
+Compile time (trace, lower and XLA compile, timed ahead of the first call) is kept apart from run time; every clock read follows
+``block_until_ready``; each sample repeats the call until it lasts ``--min-sample`` seconds; we report
+the median over samples with min and max. FLOPs are the analytic matmul count next to XLA's
+``cost_analysis()``; memory is ``memory_analysis()`` of each compiled step plus the peak RSS of a
+training process with and without donation. The matmul peaks of numpy and PyTorch, and the peer
+libraries, each run in their own process (``benchmarks/peers/``), since thread pools of different
+libraries slow each other down when they share one.
+
+Outputs in ``--out DIR``: ``results.json`` (every number), ``results.md`` (tables) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import UsageError
+
+DTYPES = ("float32", "float64", "bfloat16")
+PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
+PEER_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"  # present in a source checkout
+SOURCES = ("manual", "autodiff")
+
+
+class Config(NamedTuple):
+    name: str
+    sizes: tuple[int, ...]  # [d_in, hidden..., d_out]
+    batch: int
+    dtype: str = "float32"
+    loss: str = "softmax_cross_entropy"
+    fused_steps: int = 10  # steps per fused call
+
+
+STANDARD = {
+    "small": Config("small", (784, 64, 64, 10), 128, fused_steps=100),  # depth 2 x width 64 x batch 128
+    "medium": Config("medium", (784, 256, 256, 256, 10), 1024, fused_steps=10),  # 3 x 256 x 1024
+    "large": Config("large", (784, 1024, 1024, 1024, 1024, 10), 4096, fused_steps=2),  # 4 x 1024 x 4096
+    "xor": Config("xor", (2, 8, 1), 4, loss="sigmoid_binary_cross_entropy", fused_steps=10_000),
+}
+GRID = {"depth": (1, 3), "width": (128, 512), "batch": (256, 2048), "dtype": DTYPES}
+QUICK_GRID = ("2x64x128:float64", "2x64x128:bfloat16")
+_SPEC = re.compile(r"^(\d+)x(\d+)x(\d+)(?::(\w+))?$")
+
+
+def parse_config(spec: str) -> Config:
+    """A standard config by name, or ``DEPTHxWIDTHxBATCH[:DTYPE]`` (input 784, 10 classes)."""
+    if spec in STANDARD:
+        return STANDARD[spec]
+    match = _SPEC.match(spec)
+    if not match:
+        raise UsageError(f"bad config {spec!r}; expected one of {list(STANDARD)} or DEPTHxWIDTHxBATCH[:DTYPE]")
+    depth, width, batch = (int(g) for g in match.groups()[:3])
+    dtype = match.group(4) or "float32"
+    if dtype not in DTYPES:
+        raise UsageError(f"bad dtype {dtype!r} in config {spec!r}; expected one of {list(DTYPES)}")
+    if min(depth, width, batch) < 1:
+        raise UsageError(f"config {spec!r}: depth, width and batch must be >= 1")
+    fused = max(2, min(100, int(2e8 // (2 * batch * width * (784 + depth * width)))))
+    return Config(spec, (784,) + (width,) * depth + (10,), batch, dtype, fused_steps=fused)
+
+
+def grid_configs() -> list[Config]:
+    return [
+        parse_config(f"{d}x{w}x{b}:{t}")
+        for t in GRID["dtype"] for d in GRID["depth"] for w in GRID["width"] for b in GRID["batch"]
+    ]
+
+
+def matmul_flops(sizes: Sequence[int], batch: int) -> dict[str, int]:
+    """The exact matmul FLOPs of one training step (2 per multiply-add).
+
+    forward ``2 B sum(d_in d_out)``; backward ``dW`` for every layer, the same count again; the delta
+    ``delta @ W.T`` for every layer but the first, ``2 B sum_{l>0}(d_in d_out)``.
+    """
+    per_layer = [2 * batch * d_in * d_out for d_in, d_out in zip(sizes[:-1], sizes[1:])]
+    forward, delta = sum(per_layer), sum(per_layer[1:])
+    return {"forward": forward, "backward_dw": forward, "backward_delta": delta, "step": 2 * forward + delta}
+
+
+# --- timing ------------------------------------------------------------------------------------------
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _calibrate(call: Callable[[], Any], min_sample: float) -> int:
+    """Calls per sample so that one sample lasts about `min_sample` seconds (one call already warm)."""
+    import jax
+
+    start = _now()
+    jax.block_until_ready(call())
+    once = max(_now() - start, 1e-7)
+    return max(1, min(100_000, math.ceil(min_sample / once)))
+
+
+def _sample(call: Callable[[], Any], inner: int) -> float:
+    """Seconds per call over `inner` back-to-back calls, blocked before both clock reads."""
+    import jax
+
+    outs = []
+    start = _now()
+    for _ in range(inner):
+        outs.append(call())
+    jax.block_until_ready(outs)
+    return (_now() - start) / inner
+
+
+def _summary(samples: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
+
+
+class _Case:
+    """One compiled thing to time: ``first()`` compiles and runs once, ``call()`` runs once more.
+
+    Update steps donate their params and optimizer state, so each call feeds the next one its outputs.
+    """
+
+    def __init__(self, fn, args: tuple, carry: int = 0, steps_per_call: int = 1):
+        self.fn, self.args, self.carry, self.steps_per_call = fn, list(args), carry, steps_per_call
+
+    def call(self):
+        out = self.fn(*self.args)
+        if self.carry:
+            self.args[: self.carry] = out[: self.carry]
+            return out[self.carry :]  # the loss values: ready only once the whole step is
+        return out
+
+    def first(self) -> dict[str, float]:
+        """Trace and lower, compile (XLA), then the first call: each timed apart. jit reuses the executable
+        compiled here, so ``first_call_s`` is one run plus any first-touch costs."""
+        import jax
+
+        start = _now()
+        lowered = self.fn.lower(*self.args)
+        lowered_at = _now()
+        lowered.compile()
+        compiled_at = _now()
+        jax.block_until_ready(self.call())
+        return {"trace_lower_s": lowered_at - start, "xla_compile_s": compiled_at - lowered_at,
+                "compile_s": compiled_at - start, "first_call_s": _now() - compiled_at}
+
+
+def _compare(cases: dict[str, _Case], repeats: int, min_sample: float) -> dict[str, Any]:
+    """Compile, warm up, then time the cases alternately (the first one swaps every repeat)."""
+    result = {name: case.first() for name, case in cases.items()}
+    inner = {name: _calibrate(case.call, min_sample) for name, case in cases.items()}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            samples[name].append(_sample(cases[name].call, inner[name]) / cases[name].steps_per_call)
+    for name in names:
+        result[name].update(step_s=_summary(samples[name]), calls_per_sample=inner[name])
+    return result
+
+
+# --- XLA's own view of a compiled step ------------------------------------------------------------
+
+
+def _analysis(jitted, args) -> dict[str, Any]:
+    """XLA's FLOP count and buffer sizes of `jitted` compiled for `args` (lowering never donates)."""
+    compiled = jitted.lower(*args).compile()
+    out: dict[str, Any] = {}
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        out["xla_flops"] = float(cost.get("flops", float("nan"))) if cost else None
+    except Exception as error:  # not every backend implements it
+        out["xla_flops"] = None
+        out["cost_error"] = repr(error)
+    try:
+        mem = compiled.memory_analysis()
+        out["memory"] = {
+            field: int(getattr(mem, f"{field}_size_in_bytes"))
+            for field in ("temp", "argument", "output", "alias", "generated_code")
+        } if mem is not None else None
+    except Exception as error:
+        out["memory"] = None
+        out["memory_error"] = repr(error)
+    return out
+
+
+# --- the measurements -------------------------------------------------------------------------------
+
+
+def _problem(config: Config):
+    import jax
+    import jax.numpy as jnp
+
+    from .params import init_params
+
+    dtype = jnp.dtype(config.dtype)
+    k_params, k_x, k_y = jax.random.split(jax.random.key(0), 3)
+    params = init_params(k_params, list(config.sizes), dtype=dtype)
+    x = jax.random.normal(k_x, (config.batch, config.sizes[0]), jnp.float32).astype(dtype)
+    if config.loss == "softmax_cross_entropy":
+        y = jax.random.randint(k_y, (config.batch,), 0, config.sizes[-1], jnp.int32)
+    else:
+        y = jax.random.bernoulli(k_y, 0.5, (config.batch, config.sizes[-1])).astype(dtype)
+    if config.name == "xor":
+        x = jnp.asarray([[0, 0], [0, 1], [1, 0], [1, 1]], dtype)
+        y = jnp.asarray([[0], [1], [1], [0]], dtype)
+    return params, x, y
+
+
+def _copy(tree):
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(jnp.copy, tree)
+
+
+def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequence[str]) -> dict[str, Any]:
+    """Time `kinds` (a subset of grad, sgd, adam, fused) for both gradient sources on one config."""
+    import jax
+    import optax
+
+    from .train import gradient_fn, make_fused_update, make_update
+
+    params, x, y = _problem(config)
+    common = dict(activation="relu", loss=config.loss)
+    optimizers = {"sgd": optax.sgd(0.01), "adam": optax.adam(1e-3), "fused": optax.sgd(0.01)}
+    flops = matmul_flops(config.sizes, config.batch)
+    result: dict[str, Any] = {"config": config._asdict(), "flops": flops}
+
+    def args_for(kind: str) -> tuple:
+        """Fresh arguments: an update donates its params and optimizer state."""
+        if kind == "grad":
+            return params, x, y
+        p = _copy(params)
+        return p, optimizers[kind].init(p), x, y
+
+    for kind in kinds:
+        jitted, cases = {}, {}
+        for source in SOURCES:
+            if kind == "grad":
+                jitted[source] = jax.jit(gradient_fn(source, **common))
+                cases[source] = _Case(jitted[source], args_for(kind))
+            else:
+                if kind == "fused":
+                    jitted[source] = make_fused_update(optimizers[kind], config.fused_steps, grad=source, losses="last",
+                                                     **common)
+                else:
+                    jitted[source] = make_update(optimizers[kind], grad=source, **common)
+                cases[source] = _Case(jitted[source], args_for(kind), carry=2,
+                                      steps_per_call=config.fused_steps if kind == "fused" else 1)
+        if kind == "grad":  # the same function compiled again: an A/A pair, the noise floor of the ratio
+            cases["manual_again"] = _Case(jax.jit(gradient_fn("manual", **common)), args_for(kind))
+        timed = _compare(cases, repeats, min_sample)
+        if kind == "grad":
+            again = timed.pop("manual_again")
+            timed["noise_floor_ratio"] = timed["manual"]["step_s"]["median"] / again["step_s"]["median"]
+        for source in SOURCES:
+            # cost_analysis counts a scan's body once, so for "fused" it is already per step
+            timed[source].update(_analysis(jitted[source], args_for(kind)))
+            timed[source]["gflops_per_s"] = flops["step"] / timed[source]["step_s"]["median"] / 1e9
+        if kind in ("sgd", "adam"):  # the same step without donation: XLA's buffer sizes only
+            plain = make_update(optimizers[kind], grad="manual", donate=False, **common)
+            timed["manual_no_donation"] = _analysis(plain, args_for(kind))
+        timed["ratio_manual_over_autodiff"] = (
+            timed["manual"]["step_s"]["median"] / timed["autodiff"]["step_s"]["median"]
+        )
+        result[kind] = timed
+    return result
+
+
+PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 1024, 1024))  # (m, k, n); the last is `large`'s
+
+
+def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
+                 shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES) -> dict[str, Any]:
+    """The best FLOP/s of a jitted ``jnp.dot`` over a few square and MLP-shaped matmuls, per dtype."""
+    import jax
+    import jax.numpy as jnp
+
+    out = {}
+    for name in dtypes:
+        dtype = jnp.dtype(name)
+        best, per_shape = 0.0, {}
+        for m, k, n in shapes:
+            a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
+            b = jax.random.normal(jax.random.key(2), (k, n), jnp.float32).astype(dtype)
+            dot = jax.jit(jnp.dot)
+            case = _Case(dot, (a, b))
+            case.first()
+            inner = _calibrate(case.call, min_sample)
+            seconds = min(_sample(case.call, inner) for _ in range(repeats))
+            per_shape[f"{m}x{k}x{n}"] = 2 * m * k * n / seconds / 1e9
+            best = max(best, per_shape[f"{m}x{k}x{n}"])
+        out[name] = {"gflops_per_s": best, "per_shape": per_shape}
+    return out
+
+
+def _run_worker(script: str, request: dict, *, env: dict | None = None, timeout: float = 600) -> dict[str, Any]:
+    """Run ``benchmarks/peers/<script>`` with a JSON request; its last stdout line is the JSON answer."""
+    path = PEER_DIR / script
+    if not path.exists():
+        return {"skipped": f"{path} not found (run from a source checkout)"}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(path), json.dumps(request)],
+            capture_output=True, text=True, timeout=timeout, env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1], "returncode": proc.returncode}
+    return json.loads(lines[-1])
+
+
+def _numpy_env() -> dict:
+    env = dict(os.environ)
+    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # both slow numpy on this machine
+        env.pop(name, None)
+    return env
+
+
+def memory_peaks(config: Config) -> dict[str, Any]:
+    """Peak RSS of a process training `config` with adam, with and without donation (own processes)."""
+    out = {}
+    for donate in (True, False):
+        out["donate" if donate else "no_donation"] = _run_worker(
+            "mlp_jax_peer.py", {"mode": "memory", "config": config._asdict(), "donate": donate, "steps": 3}
+        )
+    return out
+
+
+def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, repeats: int,
+              min_sample: float) -> dict[str, Any]:
+    """Steps/s of an sgd step per config for each library, its processes alternating round by round."""
+    request = {"mode": "steps", "configs": [c._asdict() for c in configs], "repeats": repeats,
+               "min_sample": min_sample}
+    runs: dict[str, list] = {peer: [] for peer in peers}
+    for _ in range(rounds):
+        for peer in peers:
+            runs[peer].append(_run_worker(f"{peer}_peer.py", request))
+    out: dict[str, Any] = {}
+    for peer, answers in runs.items():
+        good = [a for a in answers if "configs" in a]
+        if not good:
+            out[peer] = answers[0]
+            continue
+        merged: dict[str, Any] = {"version": good[0].get("version"), "configs": {}}
+        for config in configs:
+            samples = [s for a in good for s in a["configs"].get(config.name, {}).get("samples", [])]
+            if samples:
+                merged["configs"][config.name] = {"step_s": _summary(samples),
+                                                  "first_step_s": good[0]["configs"][config.name]["first_step_s"]}
+        out[peer] = merged
+    return out
+
+
+def digits_time_to_accuracy(target: float, max_epochs: int) -> dict[str, Any]:
+    """Seconds of training to reach `target` test accuracy on sklearn's digits: mlp-jax vs MLPClassifier."""
+    request = {"mode": "digits", "target": target, "max_epochs": max_epochs, "hidden": [64, 64], "batch": 128}
+    return {lib: _run_worker(f"{lib}_peer.py", request) for lib in ("mlp_jax", "sklearn")}
+
+
+# --- environment ------------------------------------------------------------------------------------
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (other work on the machine skews every number), None where unknown."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    import jax
+    import jaxlib
+    import numpy as np
+    import optax
+
+    device = jax.devices()[0]
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": {"platform": device.platform, "kind": device.device_kind, "count": jax.device_count()},
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
+                     "optax": optax.__version__},
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_"))},
+        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "load_average_1min": _load_average(),
+    }
+
+
+# --- the whole run ---------------------------------------------------------------------------------
+
+
+def run(
+    out: Path,
+    configs: Sequence[Config],
+    *,
+    repeats: int = 7,
+    min_sample: float = 0.05,
+    kinds_for: Callable[[Config], Sequence[str]] = lambda c: ("grad", "sgd", "adam", "fused"),
+    peaks: bool = True,
+    peers: Sequence[str] = PEERS,
+    peer_rounds: int = 2,
+    peer_configs: Sequence[str] = ("small", "medium", "large"),
+    peak_shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES,
+    memory: bool = True,
+    memory_config: str = "large",
+    digits: bool = True,
+    plots: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure everything for `configs` and write results.json, results.md and plots into `out`."""
+    import jax
+
+    if any(c.dtype == "float64" for c in configs):
+        jax.config.update("jax_enable_x64", True)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"environment": environment(), "settings": {
+        "repeats": repeats, "min_sample_s": min_sample, "peers": list(peers), "peer_rounds": peer_rounds}}
+    log(f"device: {results['environment']['device']}  cpu: {results['environment']['cpu']}")
+    started = _now()
+    dtypes = sorted({c.dtype for c in configs}, key=DTYPES.index)
+    if peaks:
+        log("matmul peaks: jnp.dot, numpy, torch")
+        results["peaks"] = {"jnp_dot": jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)}
+        request = {"dtypes": dtypes, "min_sample": min_sample, "repeats": 3, "shapes": [list(s) for s in peak_shapes]}
+        results["peaks"]["numpy"] = _run_worker("numpy_peak.py", request, env=_numpy_env())
+        results["peaks"]["torch"] = _run_worker("torch_peer.py", dict(request, mode="peak"))
+    results["configs"] = {}
+    for config in configs:
+        log(f"config {config.name}: sizes {list(config.sizes)} batch {config.batch} {config.dtype}")
+        load = _load_average()
+        results["configs"][config.name] = bench_config(
+            config, repeats=repeats, min_sample=min_sample, kinds=kinds_for(config))
+        results["configs"][config.name]["load_average"] = [load, _load_average()]  # before, after
+    if peaks:  # again at the end: the best of both, as other work on the machine comes and goes
+        log("matmul peak of jnp.dot, again")
+        again = jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)
+        for dtype, entry in results["peaks"]["jnp_dot"].items():
+            entry["gflops_per_s_start"], entry["gflops_per_s_end"] = entry["gflops_per_s"], again[dtype]["gflops_per_s"]
+            entry["gflops_per_s"] = max(entry["gflops_per_s"], again[dtype]["gflops_per_s"])
+    for config in configs:
+        _add_peak_fractions(results, config.name)
+    if memory:
+        target = STANDARD[memory_config]
+        log(f"memory: {target.name}, with and without donation")
+        results["memory_peak"] = {"config": target.name, **memory_peaks(target)}
+    standard = [STANDARD[name] for name in peer_configs]
+    if peers and standard:
+        log(f"peers: {', '.join(peers)} x {peer_rounds} rounds")
+        results["peers"] = run_peers(standard, peers, rounds=peer_rounds, repeats=max(3, repeats // 2),
+                                     min_sample=min_sample)
+    if digits:
+        log("digits: time to 95% test accuracy, mlp-jax vs sklearn MLPClassifier")
+        results["digits"] = digits_time_to_accuracy(0.95, 100)
+    results["targets"] = check_targets(results)
+    results["wall_s"] = _now() - started
+    write_outputs(results, out, plots=plots)
+    log(f"wrote {out / 'results.json'}, {out / 'results.md'} in {results['wall_s']:.0f} s")
+    return results
+
+
+def _practical_peak(results: dict, dtype: str) -> tuple[float | None, float | None]:
+    """(jnp.dot's peak, the best of numpy's and torch's) in GFLOP/s for `dtype`, None where unmeasured."""
+    peaks = results.get("peaks", {})
+    dot = peaks.get("jnp_dot", {}).get(dtype, {}).get("gflops_per_s")
+    if results["environment"]["device"]["platform"] != "cpu":
+        return dot, None  # numpy's and torch's peaks are the host CPU's, not the accelerator's
+    others = [peaks.get(lib, {}).get(dtype, {}).get("gflops_per_s") for lib in ("numpy", "torch")]
+    others = [v for v in others if v]
+    return dot, (max(others) if others else None)
+
+
+def _add_peak_fractions(results: dict, name: str) -> None:
+    entry = results["configs"][name]
+    dot, practical = _practical_peak(results, entry["config"]["dtype"])
+    for kind in ("grad", "sgd", "adam", "fused"):
+        for source in SOURCES:
+            if kind in entry:
+                m = entry[kind][source]
+                m["fraction_of_jnp_dot_peak"] = m["gflops_per_s"] / dot if dot else None
+                m["fraction_of_practical_peak"] = m["gflops_per_s"] / practical if practical else None
+
+
+def check_targets(results: dict) -> list[dict[str, Any]]:
+    """The issue's performance targets, each with the measured value and whether it is met."""
+    targets = []
+    configs = results.get("configs", {})
+    for name in STANDARD:
+        for kind in ("sgd", "adam"):
+            if name in configs and kind in configs[name]:
+                ratio = configs[name][kind]["ratio_manual_over_autodiff"]
+                targets.append({"target": f"{name} {kind}: manual / autodiff step time <= 1.00",
+                                "value": round(ratio, 3), "met": ratio <= 1.0})
+        if name in configs:
+            worst = max(configs[name][k][s]["compile_s"] for k in ("sgd", "adam") if k in configs[name]
+                        for s in SOURCES) if any(k in configs[name] for k in ("sgd", "adam")) else None
+            if worst is not None:
+                targets.append({"target": f"{name}: compile time of one update step <= 0.5 s",
+                                "value": round(worst, 3), "met": worst <= 0.5})
+    if "large" in configs and "sgd" in configs["large"]:
+        m = configs["large"]["sgd"]["manual"]
+        for key, goal in (("fraction_of_jnp_dot_peak", 0.95), ("fraction_of_practical_peak", 0.90)):
+            if m.get(key) is not None:
+                targets.append({"target": f"large sgd manual: {key} >= {goal}", "value": round(m[key], 3),
+                                "met": m[key] >= goal})
+        torch_large = results.get("peers", {}).get("torch", {}).get("configs", {}).get("large")
+        jax_large = results.get("peers", {}).get("mlp_jax", {}).get("configs", {}).get("large")
+        if torch_large and jax_large:
+            ratio = jax_large["step_s"]["median"] / torch_large["step_s"]["median"]
+            targets.append({"target": "large sgd: mlp-jax step time <= PyTorch eager's (ratio <= 1)",
+                            "value": round(ratio, 3), "met": ratio <= 1.0})
+    if "xor" in configs and "fused" in configs["xor"]:
+        rate = 1.0 / configs["xor"]["fused"]["manual"]["step_s"]["median"]
+        targets.append({"target": "xor fused sgd: >= 1,000,000 steps/s", "value": round(rate),
+                        "met": rate >= 1e6})
+    mem = results.get("memory_peak", {})
+    if "rss_peak_bytes" in mem.get("donate", {}) and "rss_peak_bytes" in mem.get("no_donation", {}):
+        a, b = mem["donate"]["train_peak_bytes"], mem["no_donation"]["train_peak_bytes"]
+        targets.append({"target": f"{mem['config']} adam: training peak memory with donation < without",
+                        "value": f"{a / 2**20:.0f} MiB vs {b / 2**20:.0f} MiB", "met": a < b})
+    return targets
+
+
+# --- outputs ---------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g}" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} us"
+
+
+def _step(m: dict) -> str:
+    s = m["step_s"]
+    return f"{_ms(s['median'])} ({_ms(s['min'])}-{_ms(s['max'])})"
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _peak_cell(entry: dict) -> str:
+    if "gflops_per_s_end" in entry:
+        return f"{entry['gflops_per_s']:.1f} (start {entry['gflops_per_s_start']:.0f}, end {entry['gflops_per_s_end']:.0f})"
+    return f"{entry['gflops_per_s']:.1f}"
+
+
+def markdown(results: dict) -> str:
+    env = results["environment"]
+    lines = [
+        "# mlp-jax benchmark",
+        "",
+        f"{env['date_utc']}; device {env['device']['platform']} ({env['device']['kind']}); CPU {env['cpu']}, "
+        f"{env['cpu_count']} cores; python {env['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + f"; XLA_FLAGS={env['xla_flags'] or '(none)'}; load average at start {env.get('load_average_1min')}; "
+        f"wall {results.get('wall_s', 0):.0f} s.",
+        "",
+        "Times are medians over alternating samples, in ms unless marked, with (min-max). Ratio = manual / "
+        "autodiff median. A/A = manual / the same manual gradient jitted a second time, timed alongside: ratios "
+        "this far from 1 are noise. GFLOP/s use the analytic matmul count of one training step.",
+        "",
+    ]
+    if "peaks" in results:
+        lines += ["## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)", "", "| source | " + " | ".join(DTYPES) + " | note |",
+                  "|---|" + "---|" * (len(DTYPES) + 1)]
+        for lib, entry in results["peaks"].items():
+            cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in DTYPES]
+            note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
+            lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
+        lines.append("")
+    lines += ["## Manual backprop vs autodiff", "",
+              "| config | dtype | kind | manual | autodiff | ratio | compile s (m/a) | GFLOP/s (m) | "
+              "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results["configs"].items():
+        for kind in ("grad", "sgd", "adam", "fused"):
+            if kind not in entry:
+                continue
+            m, a = entry[kind]["manual"], entry[kind]["autodiff"]
+            label = f"fused x{entry['config']['fused_steps']} (per step)" if kind == "fused" else kind
+            if "noise_floor_ratio" in entry[kind]:
+                label += f" (A/A {entry[kind]['noise_floor_ratio']:.2f})"
+            lines.append(
+                f"| {name} | {entry['config']['dtype']} | {label} | {_step(m)} | {_step(a)} | "
+                f"{entry[kind]['ratio_manual_over_autodiff']:.3f} | {m['compile_s']:.2f}/{a['compile_s']:.2f} | "
+                f"{m['gflops_per_s']:.2f} | {_pct(m.get('fraction_of_jnp_dot_peak'))} | "
+                f"{_pct(m.get('fraction_of_practical_peak'))} | "
+                f"{'-'.join(str(v) for v in entry.get('load_average', []))} |")
+    lines += ["", "## FLOPs and memory per compiled step (manual / autodiff)", "",
+              "| config | kind | analytic GFLOP | XLA cost_analysis GFLOP (m/a) | temp MiB (m/a) | argument MiB | "
+              "output MiB | alias MiB (m/a) | temp MiB, no donation |", "|---|---|---|---|---|---|---|---|---|"]
+    mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"  # noqa: E731
+    for name, entry in results["configs"].items():
+        for kind in ("grad", "sgd", "adam", "fused"):
+            if kind not in entry:
+                continue
+            m, a = entry[kind]["manual"], entry[kind]["autodiff"]
+            analytic = entry["flops"]["step"]
+            xla = "/".join(f"{x['xla_flops'] / 1e9:.4g}" if x.get("xla_flops") else "-" for x in (m, a))
+            mm, am = m.get("memory") or {}, a.get("memory") or {}
+            plain = (entry[kind].get("manual_no_donation") or {}).get("memory") or {}
+            lines.append(
+                f"| {name} | {kind} | {analytic / 1e9:.4g} | {xla} | {mib(mm.get('temp'))}/{mib(am.get('temp'))} | "
+                f"{mib(mm.get('argument'))} | {mib(mm.get('output'))} | {mib(mm.get('alias'))}/{mib(am.get('alias'))} | "
+                f"{mib(plain.get('temp')) if plain else '-'} |")
+    mem = results.get("memory_peak")
+    if mem:
+        lines += ["", f"## Peak process memory, adam training on `{mem['config']}` (own processes)", "",
+                  "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
+                  "|---|---|---|---|"]
+        for key in ("donate", "no_donation"):
+            e = mem.get(key, {})
+            if "rss_peak_bytes" in e:
+                device = f" (device peak {mib(e['device_peak_bytes'])} MiB)" if e.get("device_peak_bytes") else ""
+                lines.append(f"| {key} | {mib(e['rss_start_bytes'])} | {mib(e['rss_peak_bytes'])} | "
+                             f"{mib(e['train_peak_bytes'])}{device} |")
+            else:
+                lines.append(f"| {key} | {e} | | |")
+    if results.get("peers"):
+        names = sorted({c for p in results["peers"].values() for c in p.get("configs", {})},
+                       key=list(STANDARD).index)
+        lines += ["", "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)", "",
+                  "| library | version | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for peer, entry in results["peers"].items():
+            if "configs" not in entry:
+                lines.append(f"| {peer} | {entry} |" + " |" * len(names))
+                continue
+            cells = []
+            for n in names:
+                c = entry["configs"].get(n)
+                cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
+            lines.append(f"| {peer} | {entry.get('version')} | " + " | ".join(cells) + " |")
+    if results.get("digits"):
+        lines += ["", "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)", "",
+                  "| library | seconds | epochs | final test accuracy |", "|---|---|---|---|"]
+        for lib, e in results["digits"].items():
+            if "seconds" in e:
+                lines.append(f"| {lib} | {e['seconds']:.2f} | {e['epochs']} | {e['accuracy']:.3f} |")
+            else:
+                lines.append(f"| {lib} | {e} | | |")
+    if results.get("targets"):
+        lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in results["targets"]]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(results: dict, out: Path, *, plots: bool = True) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    if plots:
+        write_plots(results, out)
+
+
+def write_plots(results: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    configs = results["configs"]
+    kinds = ("grad", "sgd", "adam", "fused")
+    labels, manual, auto = [], [], []
+    for name, entry in configs.items():
+        for kind in kinds:
+            if kind in entry:
+                labels.append(f"{name}\n{kind}")
+                manual.append(entry[kind]["manual"]["step_s"]["median"])
+                auto.append(entry[kind]["autodiff"]["step_s"]["median"])
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.3 * len(labels))), 4.5))
+    xs = range(len(labels))
+    ax.bar(list(xs), [m / a for m, a in zip(manual, auto)], 0.7, label="manual / autodiff")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_xticks(list(xs), [label.replace("\n", " ") for label in labels], fontsize=6, rotation=90)
+    ax.set_ylabel("step time ratio (median)")
+    ax.set_title("manual backprop vs jax.value_and_grad (< 1: manual faster)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "manual_vs_autodiff.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
+    names = [n for n, e in configs.items() if "sgd" in e]
+    for i, (key, label) in enumerate((("fraction_of_jnp_dot_peak", "of jnp.dot peak"),
+                                      ("fraction_of_practical_peak", "of numpy/torch peak"))):
+        vals = [configs[n]["sgd"]["manual"].get(key) or 0 for n in names]
+        ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
+    ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+    ax.set_ylabel("fraction of peak (sgd step, manual)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fraction_of_peak.png", dpi=100)
+    plt.close(fig)
+
+    peers = {p: e for p, e in results.get("peers", {}).items() if "configs" in e}
+    if peers:
+        names = sorted({c for e in peers.values() for c in e["configs"]}, key=list(STANDARD).index)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.8 / len(peers)
+        for i, (peer, e) in enumerate(peers.items()):
+            vals = [1 / e["configs"][n]["step_s"]["median"] if n in e["configs"] else 0 for n in names]
+            ax.bar([x + width * i for x in range(len(names))], vals, width, label=peer)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+        ax.set_yscale("log")
+        ax.set_ylabel("sgd steps / s")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "peers_steps_per_s.png", dpi=100)
+        plt.close(fig)
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
+    parser.add_argument("--quick", action="store_true", help="a short run (< 3 minutes on 2 cores)")
+    parser.add_argument("--configs", default=None,
+                        help="comma-separated: small, medium, large, xor, grid, or DEPTHxWIDTHxBATCH[:DTYPE]")
+    parser.add_argument("--repeats", type=int, default=None, help="timed samples per measurement")
+    parser.add_argument("--min-sample", type=float, default=None, help="seconds per sample (calls repeated)")
+    parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}, or none")
+    parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurements")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
+    parser.add_argument("--no-digits", action="store_true", help="skip the digits time-to-accuracy run")
+    parser.add_argument("--no-plots", action="store_true")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    quick = args.quick
+    repeats = args.repeats if args.repeats is not None else (3 if quick else 7)
+    min_sample = args.min_sample if args.min_sample is not None else (0.02 if quick else 0.1)
+    if repeats < 1:
+        raise UsageError(f"--repeats must be >= 1, got {repeats}")
+    if min_sample <= 0:
+        raise UsageError(f"--min-sample must be > 0, got {min_sample}")
+    if args.configs is None:
+        specs = ["small", "medium", "xor", "large", *QUICK_GRID] if quick else [*STANDARD, "grid"]
+    else:
+        specs = [s.strip() for s in args.configs.split(",") if s.strip()]
+    configs = []
+    for spec in specs:
+        configs += grid_configs() if spec == "grid" else [parse_config(spec)]
+    if not configs:
+        raise UsageError("--configs is empty")
+    if args.peers is None:
+        peers = PEERS
+    else:
+        peers = () if args.peers == "none" else tuple(p.strip() for p in args.peers.split(",") if p.strip())
+        unknown = [p for p in peers if p not in PEERS]
+        if unknown:
+            raise UsageError(f"unknown peers {unknown}; expected a subset of {list(PEERS)} or none")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+
+    def kinds_for(config: Config) -> Sequence[str]:
+        if config.name in STANDARD and config.name != "large":
+            return ("grad", "sgd", "adam", "fused")
+        if config.name == "large":
+            return ("grad", "sgd") if quick else ("grad", "sgd", "adam", "fused")
+        return ("grad", "sgd")  # the grid
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    results = run(out, configs, repeats=repeats, min_sample=min_sample, kinds_for=kinds_for,
+                  peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
+                  peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
+                  peak_shapes=PEAK_SHAPES[::2] if quick else PEAK_SHAPES,
+                  memory=not args.no_memory, memory_config="medium" if quick else "large", digits=not args.no_digits, plots=not args.no_plots, log=log)
+    print((out / "results.md").read_text())
+    del results
+    return 0

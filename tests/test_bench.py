@@ -1,0 +1,61 @@
+"""`mlp-jax bench`: the FLOP formula by hand, a tiny run's outputs, and bad flags (exit 2).
+
+A smoke test only: the real measurements are `mlp-jax bench --quick` and the full run (benchmarks/).
+"""
+
+import json
+
+import pytest
+
+from mlp_jax import bench
+from mlp_jax.cli import main
+
+
+def test_matmul_flops_matches_a_hand_count():
+    # sizes 3 -> 4 -> 2, batch 5: forward 2*5*(3*4) + 2*5*(4*2) = 120 + 80; dW the same; delta only for
+    # the second layer (the first layer's input needs none): 2*5*(4*2) = 80.
+    assert bench.matmul_flops([3, 4, 2], 5) == {
+        "forward": 200, "backward_dw": 200, "backward_delta": 80, "step": 480}
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("small", (784, 64, 64, 10)), ("2x16x32", (784, 16, 16, 10)), ("1x8x4:float64", (784, 8, 10))],
+    ids=["standard", "grid", "dtype"])
+def test_parse_config(spec, expected):
+    assert bench.parse_config(spec).sizes == expected
+
+
+def test_tiny_run_writes_well_formed_outputs(tmp_path):
+    config = bench.parse_config("1x8x16")
+    results = bench.run(tmp_path, [config], repeats=2, min_sample=0.001, kinds_for=lambda c: ("grad", "sgd"),
+                        peaks=False, peers=(), memory=False, digits=False, log=lambda message: None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["environment"]["device"]["platform"] == results["environment"]["device"]["platform"]
+    entry = saved["configs"]["1x8x16"]
+    assert entry["flops"]["step"] == bench.matmul_flops(config.sizes, config.batch)["step"]
+    for kind in ("grad", "sgd"):
+        for source in bench.SOURCES:
+            m = entry[kind][source]
+            assert m["step_s"]["min"] <= m["step_s"]["median"] <= m["step_s"]["max"]
+            assert m["step_s"]["n"] == 2 and m["compile_s"] > 0
+            assert m["xla_flops"] == pytest.approx(entry["flops"]["step"], rel=0.05)  # + the bias and loss ops
+        assert entry[kind]["ratio_manual_over_autodiff"] > 0
+    assert entry["sgd"]["manual"]["memory"]["alias"] > 0  # params donated
+    assert entry["sgd"]["manual_no_donation"]["memory"]["alias"] == 0
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| 1x8x16 | float32 | sgd |" in markdown
+    for plot in ("manual_vs_autodiff.png", "fraction_of_peak.png"):
+        assert (tmp_path / plot).stat().st_size > 0
+
+
+def test_jnp_dot_peak_is_positive():
+    peak = bench.jnp_dot_peak(["float32"], min_sample=0.001, repeats=1, shapes=[(32, 32, 32)])
+    assert peak["float32"]["gflops_per_s"] > 0
+
+
+@pytest.mark.parametrize("flags", [
+    ["--repeats", "0"], ["--configs", "huge"], ["--configs", "2x8x8:int8"], ["--peers", "tensorflow"]],
+    ids=["repeats", "config", "dtype", "peer"])
+def test_bad_flags_exit_2(flags, tmp_path, capsys):
+    assert main(["bench", "--out", str(tmp_path), *flags]) == 2
+    assert "error" in capsys.readouterr().err
