@@ -2,6 +2,7 @@
 
 Both take the pre-activation ``z`` (any shape) and work elementwise. At kinks the derivative
 follows `jax.grad`'s convention (relu'(0) = 0, leaky_relu'(0) = 1, elu'(0) = 1).
+`register_activation` adds your own pair, after checking the derivative against `jax.grad`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from .verify import check_derivative, check_same_shape, verify_dtype
 
 Array = jax.Array
 
@@ -78,3 +82,54 @@ def get_activation(name: str) -> Activation:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown activation {name!r}; expected one of {known_activations()}") from None
+
+
+# Where registration checks a derivative: every 0.1 in [-100, 100], and 1e-7 and 1e-4 either side of the
+# usual kinks (relu at 0, hard tanh at +-1, hard sigmoid at +-3, relu6 at 6).
+KINKS = (-6.0, -3.0, -1.0, 0.0, 1.0, 3.0, 6.0)
+_NEAR_KINKS = [k + side * d * max(1.0, abs(k)) for k in KINKS for side in (-1, 1) for d in (1e-7, 1e-4)]
+VERIFY_GRID = np.unique(np.concatenate([np.arange(-1000, 1001) / 10, KINKS, _NEAR_KINKS]))  # (2029,)
+
+
+def register_activation(
+    name: str,
+    fn: Callable[[Array], Array],
+    derivative: Callable[[Array], Array],
+    *,
+    verify: bool = True,
+    overwrite: bool = False,
+) -> None:
+    """Make `name` usable everywhere an activation name is (forward, backprop, make_update, gradcheck, CLI).
+
+    `fn` and `derivative` take the pre-activation ``z`` (any shape) elementwise and keep its shape and
+    dtype. With ``verify=True`` the derivative is compared with ``jax.vmap(jax.grad(fn))`` on
+    `VERIFY_GRID` (0, points 1e-7 either side of common kinks, and values up to +-100) under the rule of
+    `mlp_jax.verify`; a wrong one raises `DerivativeError` naming the worst z, both values and their
+    relative difference. At a kink, match the value `jax.grad` takes there. ``overwrite=True`` is needed
+    to replace a registered name (built-ins included); functions already jitted with the name keep the
+    old definition, since `jax.jit` caches by the (static) name.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"activation name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"activation {name!r} is already registered; pass overwrite=True to replace it")
+    if not (callable(fn) and callable(derivative)):
+        raise TypeError("register_activation needs callables fn(z) and derivative(z)")
+    if verify:
+        _verify_activation(name, fn, derivative)
+    _REGISTRY[name] = Activation(fn, derivative)
+
+
+def _verify_activation(name: str, fn: Callable[[Array], Array], derivative: Callable[[Array], Array]) -> None:
+    for dtype in (jnp.float32, jnp.bfloat16, verify_dtype()):
+        probe = jax.ShapeDtypeStruct((3,), dtype)
+        check_same_shape(f"activation {name!r}: fn", jax.eval_shape(fn, probe), (3,), dtype)
+        check_same_shape(f"activation {name!r}: derivative", jax.eval_shape(derivative, probe), (3,), dtype)
+    z = jnp.asarray(VERIFY_GRID, verify_dtype())
+    expected = jax.vmap(jax.grad(fn))(z)
+
+    def where(i: int) -> str:
+        kink = " (a kink: use the value jax.grad takes there)" if VERIFY_GRID[i] in KINKS else ""
+        return f"z = {VERIFY_GRID[i]:.9g}{kink}"
+
+    check_derivative(f"derivative of activation {name!r}", expected, derivative(z), where)

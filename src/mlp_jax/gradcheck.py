@@ -1,0 +1,411 @@
+"""`check_gradients`: the hand-written backprop against `jax.grad`, central finite differences and, for
+float32 and bfloat16 nets, a float64 run of the same net; and the ``mlp-jax gradcheck`` command.
+
+Each comparison is of one leaf ``g`` (a layer's ``w`` or ``b``) against a reference ``r`` of it. The report
+gives ``max|g - r|``, ``max|g - r| / max|r|``, the cosine similarity, the norms, and the error in units of
+eps, which is what the tolerance applies to.
+
+Tolerance rule. Rounding in a sum of K terms ``t_i`` is at most about ``K * eps * sum_i |t_i|``. So a
+leaf's error is measured in units of eps times the size of the terms summed into it, taken from the
+float64 run (``a_i``: example i's input to the layer, ``delta_i``: dL/dz of its output, by autodiff)::
+
+    S = max_jk sum_i |a_i[j]| |delta_i[k]|  for w,   max_k sum_i |delta_i[k]|  for b
+    err_eps = max|g - r| / (eps * S)
+
+and a check passes when ``err_eps <= K_l``, where for layer ``l`` of a net with sizes ``d_0 .. d_L`` and
+batch ``B``::
+
+    K_l = (d_0 + ... + d_{L-1})      forward: the matmuls from the input to the logits
+        + (d_{l+2} + ... + d_L)      backward: the ``delta @ W.T`` from the output down to layer l
+        + B                          the sum over the batch in ``dW_l`` and ``db_l``
+        + 16                         elementwise work (activation, loss, softmax), as a constant
+
+(eps: 2.2e-16 float64, 1.2e-7 float32, 7.8e-3 bfloat16). Manual vs autodiff, two runs that both round,
+may differ by ``2 * K_l``. Unlike an error relative to the gradient itself, ``err_eps`` does not blow up
+where the sum over the batch cancels. Where the forward pass's rounding is amplified instead (near a
+minimum, the loss gradient is a difference of nearly equal numbers), no gradient in the dtype meets the
+rule; so against the float64 run and against finite differences, manual and autodiff each also pass
+when no further from the reference than twice the other. The planted error of a wrong derivative is
+then still caught, and jax.grad sets the bar. In bfloat16 ``K_l * eps`` is of the order of the gradient
+itself: there the check catches only gross mistakes.
+
+Finite differences are always evaluated in float64, on a float64 copy of the net, with the step for that
+dtype, ``h = eps ** (1/3) * max(1, |theta|)`` (6e-6 * max(1, |theta|): it balances the ``h^2`` truncation
+against the ``eps / h`` rounding). Comparisons with them are allowed, on top of the rule, their own error:
+``64 * eps * |loss| / h`` for rounding, and 4 times the Richardson estimate of the truncation error,
+``|D(2h) - D(h)| / 3``, from a second difference with step 2h (large where a probe straddles a kink).
+A leaf with at most `fd_entries` entries is probed at every entry; a bigger one at `fd_entries` entries
+drawn at random (``fd_mode="entries"``) or along `fd_entries` random unit directions
+(``fd_mode="directions"``), seeded by `seed`; the report says which.
+
+Requires ``jax.config.update("jax_enable_x64", True)`` (the ``mlp-jax gradcheck`` command sets it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .activations import get_activation
+from .backprop import backprop, backward, forward_with_cache
+from .errors import UsageError
+from .gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
+from .losses import example_scale, get_loss, reduce, target_kind
+from .model import check_problem
+from .model import loss as loss_fn
+from .params import Layer, Params, layer_sizes
+
+Array = jax.Array
+
+ELEMENTWISE_TERMS = 16  # the constant in K_l for the activation, loss and softmax
+FD_ROUNDING = 64  # finite differences' rounding allowance: FD_ROUNDING * eps64 * |loss| / h
+FD_SAFETY = 4  # finite differences' truncation allowance: FD_SAFETY * its Richardson estimate |D(2h) - D(h)| / 3
+FD_MODES = ("entries", "directions")
+DTYPES = {"float32": jnp.float32, "float64": jnp.float64, "bfloat16": jnp.bfloat16}
+X64_MESSAGE = (
+    "check_gradients evaluates finite differences and the reference in float64: call "
+    'jax.config.update("jax_enable_x64", True) first'
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The gradients: manual and autodiff in the params' dtype, autodiff and finite differences in float64
+
+
+@partial(jax.jit, static_argnames=("activation", "loss"))
+def _manual_and_autodiff(params, x, y, sample_weight, *, activation, loss):
+    """``(manual grads, autodiff grads, non-finite flags (Q,))`` in the params' dtype."""
+    _, manual = backprop(params, x, y, activation, loss, sample_weight)
+    autodiff = jax.grad(loss_fn)(params, x, y, activation, loss, sample_weight)
+    flags = jnp.stack([~jnp.all(jnp.isfinite(v)) for v in _trace(params, x, y, sample_weight, activation, loss)])
+    return manual, autodiff, flags
+
+
+def _trace(params, x, y, sample_weight, activation, loss) -> list[Array]:
+    """Every quantity of the manual pass, in the order it is computed; named by `_trace_names`."""
+    spec = get_loss(loss)
+    cache = forward_with_cache(params, x, activation)
+    value = reduce(spec.per_example(cache.logits, y), sample_weight)
+    scale = example_scale(x.shape[0], sample_weight, x.dtype)
+    dlogits = spec.grad_logits(cache.logits, y) * (scale[:, None] if scale.ndim else scale)
+    grads, deltas = backward(params, cache, dlogits, activation)
+    forward = [v for z, a in zip(cache.pre_activations, cache.inputs[1:]) for v in (z, a)] + [cache.logits, value]
+    return forward + [v for l in reversed(range(len(params))) for v in (deltas[l], grads[l].w, grads[l].b)]
+
+
+def _trace_names(num_layers: int) -> list[NonFinite]:
+    hidden = [NonFinite(l, q, "forward") for l in range(num_layers - 1) for q in ("z", "activation")]
+    output = [NonFinite(num_layers - 1, "z", "forward"), NonFinite(num_layers - 1, "loss", "forward")]
+    back = [NonFinite(l, q, "backward") for l in reversed(range(num_layers)) for q in ("delta", "dW", "db")]
+    return hidden + output + back
+
+
+@partial(jax.jit, static_argnames=("activation", "loss"))
+def _reference(params, x, y, sample_weight, *, activation, loss):
+    """The float64 run, by autodiff only: ``(loss value, grads, S of every leaf (params' structure))``."""
+    spec, phi = get_loss(loss), get_activation(activation).fn
+
+    def value_with_offsets(offsets):  # offsets[l] is added to z_l, so d value / d offsets[l] = delta_l
+        a, inputs = x, []
+        for l, layer in enumerate(params):
+            inputs.append(a)
+            z = a @ layer.w + layer.b[None, :] + offsets[l]
+            a = phi(z) if l < len(params) - 1 else z
+        return reduce(spec.per_example(a, y), sample_weight), inputs
+
+    offsets = [jnp.zeros((x.shape[0], layer.w.shape[1]), x.dtype) for layer in params]
+    (value, inputs), deltas = jax.value_and_grad(value_with_offsets, has_aux=True)(offsets)
+    grads = jax.grad(loss_fn)(params, x, y, activation, loss, sample_weight)
+    sizes = tuple(
+        Layer(w=jnp.max(jnp.abs(a).T @ jnp.abs(d)), b=jnp.max(jnp.sum(jnp.abs(d), axis=0)))
+        for a, d in zip(inputs, deltas)
+    )
+    return value, grads, sizes
+
+
+def fd_step(dtype) -> float:
+    """The central-difference step for evaluating in `dtype`, per unit of ``max(1, |theta|)``: eps^(1/3)."""
+    return float(jnp.finfo(dtype).eps) ** (1 / 3)
+
+
+class Probes(NamedTuple):
+    """Where the finite differences look: entries of the flattened params, and directions in big leaves."""
+
+    entries: tuple[Array, Array]  # indices into the flattened params (n,) and their steps (n,)
+    directions: dict[int, tuple[Array, Array]]  # leaf j -> unit directions (n_j, *shape) and their step ()
+
+
+@partial(jax.jit, static_argnames=("activation", "loss"))
+def _finite_differences(params, x, y, sample_weight, probes: Probes, *, activation, loss):
+    """Central differences of the loss with steps h and 2h: ``(by_entry (n, 2), {j: by_direction (n_j, 2)})``,
+    for the entry probes of the flattened params and the directions in each leaf j."""
+    value = lambda p: loss_fn(p, x, y, activation, loss, sample_weight)
+    central = lambda at, h: (value(at(h)) - value(at(-h))) / (2 * h)  # at(t): params moved by t along the probe
+    theta, unflatten = ravel_pytree(params)
+    leaves, treedef = jax.tree.flatten(params)
+
+    def entry(probe):
+        i, h = probe
+        at = lambda t: unflatten(theta.at[i].add(t))
+        return jnp.stack([central(at, h), central(at, 2 * h)])
+
+    n = probes.entries[0].shape[0]
+    by_entry = jax.lax.map(entry, probes.entries, batch_size=64) if n else jnp.zeros((0, 2), theta.dtype)
+    by_direction = {}
+    for j, (directions, h) in probes.directions.items():
+
+        def along(v, j=j, h=h):
+            at = lambda t: jax.tree.unflatten(treedef, leaves[:j] + [leaves[j] + t * v] + leaves[j + 1 :])
+            return jnp.stack([central(at, h), central(at, 2 * h)])
+
+        by_direction[j] = jax.lax.map(along, directions, batch_size=64)
+    return by_entry, by_direction
+
+
+def _probes(params64: Params, fd_entries: int, fd_mode: str, seed: int) -> tuple[Probes, list, list[str]]:
+    """The probes for `_finite_differences`; per leaf, its own probes (entry indices (n,) or unit
+    directions (n, *shape)) and how they were chosen."""
+    rng = np.random.default_rng(seed)
+    h = fd_step(jnp.float64)
+    indices, steps, directions, per_leaf, how = [], [], {}, [], []
+    offset = 0
+    for j, leaf in enumerate(jax.tree.leaves(params64)):
+        flat = np.asarray(leaf).ravel()
+        if flat.size <= fd_entries:
+            per_leaf.append(np.arange(flat.size))
+            how.append(f"all {flat.size} entries")
+        elif fd_mode == "entries":
+            per_leaf.append(np.sort(rng.choice(flat.size, fd_entries, replace=False)))
+            how.append(f"{fd_entries} random of {flat.size} entries (seed {seed})")
+        else:
+            v = rng.standard_normal((fd_entries, *leaf.shape))
+            v /= np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
+            directions[j] = (jnp.asarray(v), jnp.asarray(h * max(1.0, float(np.max(np.abs(flat))))))
+            per_leaf.append(v)
+            how.append(f"{fd_entries} random unit directions in {flat.size} entries (seed {seed})")
+        if per_leaf[-1].ndim == 1:
+            indices.append(offset + per_leaf[-1])
+            steps.append(h * np.maximum(1.0, np.abs(flat[per_leaf[-1]])))
+        offset += flat.size
+    entries = (jnp.asarray(np.concatenate(indices), jnp.int32), jnp.asarray(np.concatenate(steps)))
+    return Probes(entries, directions), per_leaf, how
+
+
+def _split(by_entry: np.ndarray, by_direction: dict, per_leaf: list[np.ndarray]) -> list[np.ndarray]:
+    """The finite differences of each leaf, in leaf order: (n, 2), with steps h and 2h."""
+    out, start = [], 0
+    for j, probe in enumerate(per_leaf):
+        if probe.ndim == 1:
+            out.append(by_entry[start : start + len(probe)])
+            start += len(probe)
+        else:
+            out.append(np.asarray(by_direction[j], np.float64))
+    return out  # each (n, 2): steps h and 2h
+
+
+def _project(g: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """What the finite differences estimate for gradient leaf `g`: entries, or directional derivatives."""
+    if probe.ndim == 1:
+        return g.ravel()[probe]
+    return probe.reshape(probe.shape[0], -1) @ g.ravel()
+
+
+# ----------------------------------------------------------------------------------------------------
+# check_gradients
+
+
+def sum_length(sizes, batch: int, layer: int) -> int:
+    """K_l of the tolerance rule (see the module docstring); ``sizes = [d_0, ..., d_L]``."""
+    num_layers = len(sizes) - 1
+    return sum(sizes[:num_layers]) + sum(sizes[layer + 2 :]) + batch + ELEMENTWISE_TERMS
+
+
+def check_gradients(
+    params: Params,
+    x: Array,
+    y: Array,
+    *,
+    activation: str,
+    loss: str,
+    sample_weight: Array | None = None,
+    fd_entries: int = 64,
+    fd_mode: str = "entries",
+    seed: int = 0,
+) -> Report:
+    """Compare `mlp_jax.backprop`, ``jax.grad(mlp_jax.loss)`` and central finite differences (and a
+    float64 run of the same net for float32/bfloat16 params) on every leaf of every layer.
+
+    `params` (any float dtype), `x` (batch, d_in), `y` and `sample_weight` (batch,) as for
+    `mlp_jax.loss`. Tolerances, the finite-difference step and the probing of big leaves (`fd_entries`,
+    `fd_mode`, `seed`) follow the rules in this module's docstring. Returns a `Report`: ``report.ok``,
+    ``print(report)`` for the table, ``report.to_json()``. Raises RuntimeError unless
+    ``jax_enable_x64`` is on.
+    """
+    if not jax.config.read("jax_enable_x64"):
+        raise RuntimeError(X64_MESSAGE)
+    if fd_mode not in FD_MODES:
+        raise ValueError(f"fd_mode must be one of {list(FD_MODES)}, got {fd_mode!r}")
+    if not (isinstance(fd_entries, int) and fd_entries >= 1):
+        raise ValueError(f"fd_entries must be a positive integer, got {fd_entries!r}")
+    x, y, sample_weight, dtype = check_problem(params, x, y, activation, loss, sample_weight)
+    sizes, batch = layer_sizes(params), x.shape[0]
+    names = dict(activation=activation, loss=loss)
+
+    manual, autodiff, flags = _manual_and_autodiff(params, x, y, sample_weight, **names)
+    flags = np.asarray(flags)
+    nonfinite = _trace_names(len(params))[int(np.argmax(flags))] if flags.any() else None
+    params64, x64, y64, weight64 = jax.tree.map(_to_float64, (params, x, y, sample_weight))
+    value64, reference, term_sizes = _reference(params64, x64, y64, weight64, **names)
+    probes, per_leaf, fd_how = _probes(params64, fd_entries, fd_mode, seed)
+    by_entry, by_direction = _finite_differences(params64, x64, y64, weight64, probes, **names)
+
+    host = lambda tree: [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(tree)]
+    grads = {"manual": host(manual), "autodiff": host(autodiff), "float64": host(reference)}
+    fd = {
+        "values": _split(np.asarray(by_entry, np.float64), by_direction, per_leaf),
+        "probes": per_leaf,
+        "how": fd_how,
+        # rounding in the loss difference, with the smallest step used (max(1, |theta|) >= 1)
+        "rounding": FD_ROUNDING * np.finfo(np.float64).eps * abs(float(value64)) / fd_step(jnp.float64),
+    }
+    term_sizes = [float(s) for s in jax.tree.leaves(term_sizes)]
+    leaves = [
+        _leaf_report(grads, fd, term_sizes, 2 * layer + i, layer, name, sum_length(sizes, batch, layer), dtype)
+        for layer in reversed(range(len(params)))
+        for i, name in enumerate(Layer._fields)
+    ]
+    first = next((leaf for leaf in leaves if not leaf.ok), None)
+    first_failure = None
+    if first is not None:
+        check, c = next((n, c) for n, c in first.checks.items() if not c.ok)
+        where = f"layer {first.layer} {first.leaf}: {check}"
+        first_failure = f"{where} error {c.eps_units:.3g} eps > tolerance {c.tolerance:.3g}"
+    return Report(
+        sizes=tuple(sizes),
+        batch=batch,
+        dtype=jnp.dtype(dtype).name,
+        activation=activation,
+        loss=loss,
+        loss_value=float(value64),
+        eps=float(jnp.finfo(dtype).eps),
+        fd_step=fd_step(jnp.float64),
+        leaves=tuple(leaves),
+        first_failing_layer=None if first is None else first.layer,
+        first_failure=first_failure,
+        nonfinite=nonfinite,
+        ok=first is None and nonfinite is None,
+    )
+
+
+def _to_float64(a: Array) -> Array:
+    return a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+
+def _leaf_report(grads: dict, fd: dict, term_sizes: list, j: int, layer: int, name: str, k: int, dtype) -> LeafReport:
+    """Every comparison of leaf `j` (in ``jax.tree.leaves(params)`` order) under the tolerance rule."""
+    eps, tiny = float(jnp.finfo(dtype).eps), float(jnp.finfo(dtype).tiny)
+    term_size = max(term_sizes[j], tiny / eps)  # below tiny / eps the dtype holds no relative precision
+    manual, autodiff, exact = grads["manual"][j], grads["autodiff"][j], grads["float64"][j]
+    cmp = partial(compare, eps=eps, term_size=term_size)
+    checks = {"manual vs autodiff": cmp(manual, autodiff, tolerance=2 * k)}
+    closer = None
+    if jnp.dtype(dtype) != jnp.float64:
+        pair = either(cmp(manual, exact, tolerance=k), cmp(autodiff, exact, tolerance=k))
+        checks["manual vs float64"], checks["autodiff vs float64"] = pair
+        errors = pair[0].max_abs, pair[1].max_abs
+        closer = "tie" if errors[0] == errors[1] else "manual" if errors[0] < errors[1] else "autodiff"
+
+    # Against finite differences. A probe is an entry, or a unit direction v with |v . err| <= |v|_1 max|err|.
+    probe, (d_h, d_2h) = fd["probes"][j], fd["values"][j].T
+    spread = 1.0 if probe.ndim == 1 else float(np.max(np.abs(probe).reshape(len(probe), -1).sum(axis=1)))
+    fd_error = fd["rounding"] + FD_SAFETY * float(np.max(np.abs(d_2h - d_h), initial=0.0)) / 3  # Richardson
+    fd_size = term_size * spread
+    cmp = partial(compare, eps=eps, term_size=fd_size, tolerance=k + ratio(fd_error, eps * fd_size))
+    pair = either(cmp(_project(manual, probe), d_h), cmp(_project(autodiff, probe), d_h))
+    checks["manual vs fd"], checks["autodiff vs fd"] = pair
+    ok = all(c.ok for c in checks.values())
+    return LeafReport(layer, name, tuple(manual.shape), k, term_sizes[j], checks, closer, fd["how"][j], ok)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The command line: mlp-jax gradcheck
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="4,16,16,3", help="layer sizes d_0,...,d_L (default 4,16,16,3)")
+    parser.add_argument("--activation", default="tanh", help="activation name (default tanh)")
+    parser.add_argument("--loss", default="softmax_cross_entropy", help="loss name (default softmax_cross_entropy)")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help="params dtype (default float32)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the net, the data and the probes (default 0)")
+    parser.add_argument("--fd-entries", type=int, default=64, help="finite-difference probes per big leaf (default 64)")
+    parser.add_argument(
+        "--fd-mode", default="entries", choices=list(FD_MODES), help="probe big leaves at random entries or directions"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Check a `random_problem`; print the table (and write the JSON); 0 when everything is within
+    tolerance, 1 when not. Bad arguments raise `UsageError`."""
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"--sizes must be comma-separated positive integers such as 4,16,16,3, got {args.sizes!r}"
+        ) from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise UsageError(f"--sizes needs at least two positive integers (input and output), got {args.sizes!r}")
+    if args.batch < 1 or args.fd_entries < 1:
+        raise UsageError(f"--batch and --fd-entries must be >= 1, got {args.batch} and {args.fd_entries}")
+    try:
+        get_activation(args.activation), get_loss(args.loss)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if target_kind(args.loss) == "labels" and sizes[-1] < 2:
+        raise UsageError(f"loss {args.loss!r} takes class labels: the last size must be >= 2, got {sizes[-1]}")
+
+    jax.config.update("jax_enable_x64", True)
+    params, x, y = random_problem(sizes, args.batch, args.loss, DTYPES[args.dtype], args.seed)
+    report = check_gradients(
+        params, x, y, activation=args.activation, loss=args.loss,
+        fd_entries=args.fd_entries, fd_mode=args.fd_mode, seed=args.seed,
+    )
+    print(report.table())
+    if args.json:
+        try:
+            with open(args.json, "w") as f:
+                f.write(report.to_json() + "\n")
+        except OSError as error:
+            raise UsageError(f"cannot write --json {args.json}: {error.strerror}") from None
+    return 0 if report.ok else 1
+
+
+def random_problem(sizes: list[int], batch: int, loss: str, dtype, seed: int) -> tuple[Params, Array, Array]:
+    """He-normal weights, biases ``0.1 * normal`` (so every gradient term is exercised), x normal
+    (batch, d_0) and targets of the loss's kind: labels, normal (mse) or uniform in [0, 1]. Drawn with
+    numpy in float64 and cast to `dtype`, so a seed gives the same net in every dtype (up to rounding)."""
+    rng = np.random.default_rng(seed)
+    params = tuple(
+        Layer(
+            w=jnp.asarray(rng.standard_normal((d_in, d_out)) * math.sqrt(2.0 / d_in), dtype),
+            b=jnp.asarray(0.1 * rng.standard_normal(d_out), dtype),
+        )
+        for d_in, d_out in zip(sizes[:-1], sizes[1:])
+    )
+    x = jnp.asarray(rng.standard_normal((batch, sizes[0])), dtype)
+    out = sizes[-1]
+    if target_kind(loss) == "labels":
+        y = jnp.asarray(rng.integers(0, out, size=batch), jnp.int32)
+    elif loss == "mse":
+        y = jnp.asarray(rng.standard_normal((batch, out)), dtype)
+    else:
+        y = jnp.asarray(rng.uniform(0.0, 1.0, (batch, out)), dtype)
+    return params, x, y
