@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .activations import get_activation
-from .losses import example_scale, get_loss, reduce
+from .losses import get_loss, reduce, reduce_grad
 from .model import check_problem
 from .params import Layer, Params
 
@@ -74,12 +74,9 @@ def backprop(
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
     of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``."""
     spec = get_loss(loss)
-    x, y, sample_weight, dtype = check_problem(params, x, y, activation, loss, sample_weight)
-    batch = x.shape[0]
-
+    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     cache = forward_with_cache(params, x, activation)
     value = reduce(spec.per_example(cache.logits, y), sample_weight)
-    scale = example_scale(batch, sample_weight, dtype)  # () or (B,)
-    dlogits = spec.grad_logits(cache.logits, y) * (scale[:, None] if scale.ndim else scale)  # (B, d_out)
+    dlogits = reduce_grad(spec.grad_logits(cache.logits, y), sample_weight)  # (B, d_out)
     grads, _ = backward(params, cache, dlogits, activation)
     return value, grads

@@ -3,8 +3,8 @@ with respect to the logits, side by side.
 
 ``per_example(logits, y) -> (batch,)`` is example i's own loss term; ``grad_logits(logits, y) ->
 (batch, out)`` is its derivative with respect to ``logits[i]``. The mean over the batch (or the
-weighted mean with ``sample_weight``) is applied on top by `reduce` and `example_scale`, the same way
-for every loss, so ``d mean / d logits = grad_logits * example_scale[:, None]``.
+weighted mean with ``sample_weight``) is applied on top by `reduce`, the same way for every loss, and
+`reduce_grad` is its derivative: ``d mean / d logits = grad_logits / B`` (or ``* w_i / sum(w)``).
 
 - ``mse``: mean over all elements of ``(logits - y) ** 2``; y of shape (batch, out).
 - ``softmax_cross_entropy``: y integer labels (batch,) or probabilities (batch, out);
@@ -153,18 +153,19 @@ def prepare_sample_weight(sample_weight, batch: int, dtype) -> Array | None:
     return w.astype(dtype)
 
 
-def example_scale(batch: int, sample_weight: Array | None, dtype) -> Array | float:
-    """d(batch mean)/d(loss_i): ``1 / batch``, or ``w_i / sum(w)`` with weights. Shape () or (batch,)."""
-    if sample_weight is None:
-        return jnp.asarray(1.0 / batch, dtype)
-    return sample_weight / jnp.sum(sample_weight)
-
-
 def reduce(per_example: Array, sample_weight: Array | None) -> Array:
     """The batch mean of per-example losses, or their weighted mean ``sum(w * l) / sum(w)``."""
     if sample_weight is None:
         return jnp.mean(per_example)
     return jnp.sum(sample_weight * per_example) / jnp.sum(sample_weight)
+
+
+def reduce_grad(grad_logits: Array, sample_weight: Array | None) -> Array:
+    """The derivative of `reduce` with respect to the logits (B, out), from each example's own gradient
+    ``grad_logits`` (B, out): times ``1 / B``, or ``w_i / sum(w)`` with weights."""
+    if sample_weight is None:
+        return grad_logits * jnp.asarray(1.0 / grad_logits.shape[0], grad_logits.dtype)
+    return grad_logits * (sample_weight / jnp.sum(sample_weight))[:, None]
 
 
 def register_loss(
