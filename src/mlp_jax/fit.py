@@ -141,7 +141,7 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
             return eye[data.y_train], eye[data.y_test], k
     else:
         if loss == "mse":
-            return data.y_train, data.y_test, data.y_train.shape[1]
+            return data.y_train, data.y_test, data.num_outputs
         if loss == "softmax_cross_entropy":
             raise UsageError(f"data set {data.name!r} is a regression task; its real-valued targets do not fit "
                              "softmax_cross_entropy (use --loss mse)")
@@ -149,7 +149,7 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
             raise UsageError(f"data set {data.name!r} is a regression task; its targets are not in [0, 1] as "
                              "sigmoid_binary_cross_entropy needs (use --loss mse)")
     # a registered loss: hand it the labels as they are
-    return data.y_train, data.y_test, max(data.num_classes, 1) if data.task == "classification" else data.y_train.shape[1]
+    return data.y_train, data.y_test, data.num_outputs
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
@@ -170,10 +170,7 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(str(error)) from None
     if config.init not in INITS:
         raise UsageError(f"unknown init {config.init!r}; expected one of {sorted(INITS)}")
-    if config.optimizer not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {config.optimizer!r}; expected one of {list(OPTIMIZERS)}")
-    if config.schedule not in SCHEDULES:
-        raise UsageError(f"unknown schedule {config.schedule!r}; expected one of {list(SCHEDULES)}")
+    make_optimizer(config, steps_per_epoch=1)  # raises UsageError for an unknown optimizer or schedule
     if config.grad not in GRADS:
         raise UsageError(f"unknown grad {config.grad!r}; expected one of {list(GRADS)}")
     for name in ("epochs", "batch_size"):
