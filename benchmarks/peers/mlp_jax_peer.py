@@ -10,19 +10,16 @@ import optax
 from _common import answer, request, time_steps
 
 import mlp_jax as mj
+from mlp_jax.bench import Config, make_problem
 from mlp_jax.train import init_train_state, make_evaluate, make_train_epoch, make_update
 
 req = request()
 result = {"version": mj.__version__}
 
 
-def problem(config):
-    dtype = jnp.dtype(config["dtype"])
-    k_p, k_x, k_y = jax.random.split(jax.random.key(0), 3)
-    params = mj.init_params(k_p, config["sizes"], dtype=dtype)
-    x = jax.random.normal(k_x, (config["batch"], config["sizes"][0]), dtype)
-    y = jax.random.randint(k_y, (config["batch"],), 0, config["sizes"][-1])
-    return params, x, y
+def problem(config: dict):
+    """The same problem the in-process benchmark times (`mlp_jax.bench.make_problem`)."""
+    return make_problem(Config(**config))
 
 
 def status_bytes(field: str) -> int:

@@ -205,7 +205,8 @@ def _analysis(jitted, args) -> dict[str, Any]:
 # --- the measurements -------------------------------------------------------------------------------
 
 
-def _problem(config: Config):
+def make_problem(config: Config):
+    """params, x (batch, d_in) and y for `config`, from fixed keys (the xor config: the four XOR points)."""
     import jax
     import jax.numpy as jnp
 
@@ -239,7 +240,7 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
 
     from .train import gradient_fn, make_fused_update, make_update
 
-    params, x, y = _problem(config)
+    params, x, y = make_problem(config)
     common = dict(activation="relu", loss=config.loss)
     optimizers = {"sgd": optax.sgd(0.01), "adam": optax.adam(1e-3), "fused": optax.sgd(0.01)}
     flops = matmul_flops(config.sizes, config.batch)
