@@ -60,8 +60,9 @@ def test_per_example_grads_sum_to_the_batch_gradient_in_float32():
 
 
 def test_norms_never_materialise_per_example_gradients():
-    """No intermediate of the norm computation has a (batch, d_in, d_out) shape: memory O(batch * width)."""
-    params, x, y, loss, _ = make_problem(0, [7, 9, 5], BATCH, "mse", jnp.float64)
+    """No intermediate of the norm computation has a (batch, d_in, d_out) shape: memory O(batch * width).
+    (Layers wide enough that no dot is a tiny one, which mlp_jax.matmul computes as a fused product.)"""
+    params, x, y, loss, _ = make_problem(0, [70, 90, 50], BATCH, "mse", jnp.float64)
     jaxpr = jax.make_jaxpr(lambda p: per_example_grad_norms(p, x, y, activation="relu", loss=loss))(params)
     shapes = [v.aval.shape for eqn in jaxpr.eqns for v in eqn.outvars]
     assert max(len(s) for s in shapes) == 2, shapes

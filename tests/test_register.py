@@ -81,7 +81,7 @@ def test_registered_activation_works_everywhere(capsys):
     params, x, _ = problem("dense")
     z = x @ params[0].w + params[0].b[None, :]
     expected = (z / (1 + jnp.abs(z))) @ params[1].w + params[1].b[None, :]
-    np.testing.assert_allclose(mj.forward(params, x, "softsign"), expected, rtol=1e-14)
+    np.testing.assert_allclose(mj.forward(params, x, "softsign"), expected, rtol=1e-14, atol=1e-15)
     assert_works_everywhere("softsign", "mse", "dense", capsys)
 
 

@@ -8,6 +8,10 @@ For layer l with input ``a_{l}`` (B, d_l), pre-activation ``z_l = a_l @ W_l + b_
     db_l        = sum_batch delta_l                   (d_{l+1},)
     delta_{l-1} = (delta_l @ W_l.T) * phi'(z_{l-1})   (B, d_l)
 
+In the ``"feature"`` layout (`mlp_jax.matmul`) every activation and delta is stored transposed,
+(d, B), and the same equations read ``z_l = W_l.T @ a_l + b_l``, ``dW_l = a_l @ delta_l.T``,
+``delta_{l-1} = (W_l @ delta_l) * phi'(z_{l-1})``; the gradients are the same pytree either way.
+
 No jax.grad, jax.vjp, jax.jvp or jax.linearize is used here; tests compare it against them.
 """
 
@@ -19,47 +23,65 @@ import jax
 import jax.numpy as jnp
 
 from .activations import get_activation
-from .losses import get_loss, reduce, reduce_grad
+from .losses import get_loss, reduce, scaled_grad_logits
+from .matmul import choose_layout, dot, materialize
 from .model import check_problem
-from .params import Layer, Params
+from .params import Layer, Params, layer_sizes
 
 Array = jax.Array
 
 
 class ForwardCache(NamedTuple):
-    """What the backward pass needs from the forward pass."""
+    """What the backward pass needs from the forward pass. Activations are (B, d) in the ``"batch"``
+    layout and (d, B) in the ``"feature"`` layout; the logits are (B, d_out) in both."""
 
-    inputs: tuple[Array, ...]  # input of every layer: inputs[0] = x, inputs[l] = phi(z_{l-1}); (B, d_l)
-    pre_activations: tuple[Array, ...]  # z of every hidden layer; (B, d_{l+1})
+    inputs: tuple[Array, ...]  # input of every layer: inputs[0] = x, inputs[l] = phi(z_{l-1})
+    pre_activations: tuple[Array, ...]  # z of every hidden layer
     logits: Array  # (B, d_out)
 
 
-def forward_with_cache(params: Params, x: Array, activation: str) -> ForwardCache:
+def forward_with_cache(params: Params, x: Array, activation: str, layout: str = "batch") -> ForwardCache:
     """The forward pass, keeping every layer's input and every hidden pre-activation."""
     phi = get_activation(activation).fn
-    inputs, pre_activations = [x], []
-    for layer in params[:-1]:
-        z = inputs[-1] @ layer.w + layer.b[None, :]  # (B, d_out)
+    if layout == "batch":
+        inputs, pre_activations = [x], []
+        for layer in params[:-1]:
+            z = dot(inputs[-1], layer.w, 1, 0) + layer.b[None, :]  # (B, d_out)
+            pre_activations.append(z)
+            inputs.append(phi(z))
+        logits = dot(inputs[-1], params[-1].w, 1, 0) + params[-1].b[None, :]
+        return ForwardCache(tuple(inputs), tuple(pre_activations), logits)
+    if layout != "feature":
+        raise ValueError(f"layout must be 'batch' or 'feature', got {layout!r}")
+    x_t, w_t = materialize((x.T, tuple(layer.w.T for layer in params)))  # (d_0, B), (d_out, d_in) each
+    inputs, pre_activations = [x_t], []
+    for layer, w in zip(params[:-1], w_t[:-1]):
+        z = dot(w, inputs[-1], 1, 0) + layer.b[:, None]  # (d_out, B)
         pre_activations.append(z)
         inputs.append(phi(z))
-    logits = inputs[-1] @ params[-1].w + params[-1].b[None, :]
+    logits = (dot(w_t[-1], inputs[-1], 1, 0) + params[-1].b[:, None]).T  # (B, d_out)
     return ForwardCache(tuple(inputs), tuple(pre_activations), logits)
 
 
 def backward(
-    params: Params, cache: ForwardCache, dlogits: Array, activation: str
+    params: Params, cache: ForwardCache, dlogits: Array, activation: str, layout: str = "batch"
 ) -> tuple[Params, tuple[Array, ...]]:
-    """Gradients of every layer and the deltas ``dL/dz_l`` (B, d_{l+1}) from ``dL/dlogits`` (B, d_out)."""
+    """Gradients of every layer and the deltas ``dL/dz_l`` (in the cache's layout) from ``dL/dlogits``
+    (B, d_out)."""
     dphi = get_activation(activation).derivative
+    feature = layout == "feature"
+    batch_axis = 1 if feature else 0
     grads: list[Layer] = []
     deltas: list[Array] = []
-    delta = dlogits  # (B, d_out)
+    delta = dlogits.T if feature else dlogits  # (d_out, B) or (B, d_out)
     for l in reversed(range(len(params))):
-        a_prev = cache.inputs[l]  # (B, d_in)
+        a_prev = cache.inputs[l]
         deltas.append(delta)
-        grads.append(Layer(w=a_prev.T @ delta, b=jnp.sum(delta, axis=0)))  # (d_in, d_out), (d_out,)
+        w_grad = dot(a_prev, delta, batch_axis, batch_axis)  # (d_in, d_out)
+        grads.append(Layer(w=w_grad, b=jnp.sum(delta, axis=batch_axis)))
         if l > 0:
-            delta = (delta @ params[l].w.T) * dphi(cache.pre_activations[l - 1])  # (B, d_in)
+            back = dot(params[l].w, delta, 1, 0) if feature else dot(delta, params[l].w, 1, 1)
+            delta = back * dphi(cache.pre_activations[l - 1])
     return tuple(reversed(grads)), tuple(reversed(deltas))
 
 
@@ -70,13 +92,18 @@ def backprop(
     activation: str = "relu",
     loss: str = "mse",
     sample_weight: Array | None = None,
+    *,
+    layout: str = "auto",
 ) -> tuple[Array, Params]:
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
-    of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``."""
+    of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``. `layout` (``"auto"``, ``"batch"``,
+    ``"feature"``) is how the pass lays out its activations, see `mlp_jax.matmul`; it changes speed,
+    not results (beyond float rounding)."""
     spec = get_loss(loss)
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
-    cache = forward_with_cache(params, x, activation)
+    layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
+    cache = forward_with_cache(params, x, activation, layout)
     value = reduce(spec.per_example(cache.logits, y), sample_weight)
-    dlogits = reduce_grad(spec.grad_logits(cache.logits, y), sample_weight)  # (B, d_out)
-    grads, _ = backward(params, cache, dlogits, activation)
+    dlogits = scaled_grad_logits(spec, cache.logits, y, sample_weight)  # (B, d_out)
+    grads, _ = backward(params, cache, dlogits, activation, layout)
     return value, grads

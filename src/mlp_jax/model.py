@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from .activations import get_activation
 from .losses import get_loss, prepare_sample_weight, prepare_targets, reduce
+from .matmul import dot
 from .params import Params, check_params
 
 Array = jax.Array
@@ -55,8 +56,8 @@ def forward(params: Params, x: Array, activation: str = "relu") -> Array:
     x, _ = check_inputs(params, x)
     a = x
     for layer in params[:-1]:
-        a = phi(a @ layer.w + layer.b[None, :])  # (B, d_out)
-    return a @ params[-1].w + params[-1].b[None, :]
+        a = phi(dot(a, layer.w, 1, 0) + layer.b[None, :])  # (B, d_out)
+    return dot(a, params[-1].w, 1, 0) + params[-1].b[None, :]
 
 
 def loss(

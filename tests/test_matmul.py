@@ -1,0 +1,111 @@
+"""The manual pass's matmul choices (mlp_jax.matmul): tiny dots as a fused product, and the two
+activation layouts, each against jax.grad."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import tree_max_rel_error
+from helpers import LABEL_KINDS, make_problem
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mlp_jax as mj
+from mlp_jax import losses
+from mlp_jax.backprop import backward, forward_with_cache
+from mlp_jax.matmul import TINY_DOT, choose_layout, dot
+
+TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
+
+
+@pytest.mark.parametrize("m,k,n", [(4, 2, 8), (16, 16, 16), (3, 1, 5), (40, 30, 20), (1, 300, 1)])
+@pytest.mark.parametrize("contract_a,contract_b", [(1, 0), (0, 0), (1, 1), (0, 1)])
+def test_dot_equals_dot_general_every_form(m, k, n, contract_a, contract_b):
+    rng = np.random.default_rng(m * k * n)
+    a = rng.standard_normal((m, k) if contract_a == 1 else (k, m))
+    b = rng.standard_normal((k, n) if contract_b == 0 else (n, k))
+    expected = np.asarray(a if contract_a == 1 else a.T) @ np.asarray(b if contract_b == 0 else b.T)
+    got = dot(jnp.asarray(a), jnp.asarray(b), contract_a, contract_b)  # float64: conftest enables x64
+    assert got.shape == (m, n)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_tiny_dot_is_a_fused_product_and_large_one_a_dot():
+    small = jax.make_jaxpr(lambda a, b: dot(a, b, 1, 0))(jnp.ones((4, 2)), jnp.ones((2, 8)))
+    assert "dot_general" not in str(small) and 4 * 2 * 8 <= TINY_DOT
+    large = jax.make_jaxpr(lambda a, b: dot(a, b, 1, 0))(jnp.ones((64, 64)), jnp.ones((64, 64)))
+    assert "dot_general" in str(large)
+
+
+@st.composite
+def problems(draw):
+    depth = draw(st.integers(1, 4))
+    sizes = draw(st.lists(st.integers(1, 40), min_size=depth + 1, max_size=depth + 1))
+    kind = draw(st.sampled_from(LABEL_KINDS))
+    if kind.startswith("softmax"):
+        sizes[-1] = max(sizes[-1], 2)
+    return dict(seed=draw(st.integers(0, 2**16)), sizes=sizes, batch=draw(st.integers(1, 40)), kind=kind,
+                dtype=draw(st.sampled_from([jnp.float64, jnp.float32])), weighted=draw(st.booleans()))
+
+
+backprop_jit = jax.jit(mj.backprop, static_argnums=(3, 4), static_argnames="layout")
+autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
+
+
+@pytest.mark.parametrize("layout", ["batch", "feature"])
+@settings(max_examples=25, deadline=None)
+@given(problem=problems(), activation=st.sampled_from(["relu", "tanh", "gelu"]))
+def test_every_layout_matches_autodiff(layout, problem, activation):
+    """Both layouts, mixing tiny (fused product) and real dots, against jax.grad."""
+    params, x, y, loss, weight = make_problem(**problem)
+    value, grads = backprop_jit(params, x, y, activation, loss, weight, layout=layout)
+    value_ad, grads_ad = autodiff_jit(params, x, y, activation, loss, weight)
+    tol = TOLERANCE[problem["dtype"]]
+    np.testing.assert_allclose(value, value_ad, rtol=tol)
+    for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params)):
+        assert g.shape == p.shape and g.dtype == p.dtype
+    if problem["dtype"] == jnp.float64:  # float32 cancellation is handled in test_backprop's helper
+        assert tree_max_rel_error(grads, grads_ad) <= tol
+
+
+def test_feature_layout_deltas_are_the_batch_deltas_transposed():
+    params, x, y, loss, _ = make_problem(1, [30, 40, 20, 5], 24, "softmax_int", jnp.float64)
+    spec = losses.get_loss(loss)
+    out = {}
+    for layout in ("batch", "feature"):
+        cache = forward_with_cache(params, x, "tanh", layout)
+        out[layout] = (cache, *backward(params, cache, spec.grad_logits(cache.logits, y), "tanh", layout))
+    (cache_b, grads_b, deltas_b), (cache_f, grads_f, deltas_f) = out["batch"], out["feature"]
+    np.testing.assert_allclose(cache_f.logits, cache_b.logits, rtol=1e-12)
+    for a_b, a_f in zip(cache_b.inputs, cache_f.inputs):
+        np.testing.assert_allclose(a_f, a_b.T, rtol=1e-12)
+    for d_b, d_f in zip(deltas_b, deltas_f):
+        np.testing.assert_allclose(d_f, d_b.T, rtol=1e-12, atol=1e-15)
+    assert tree_max_rel_error(grads_f, grads_b) <= 1e-12
+
+
+def test_auto_layout_rule():
+    big = [784, 1024, 1024, 10]
+    assert choose_layout("auto", big, 4096, jnp.float32) == ("feature" if jax.default_backend() == "cpu" else "batch")
+    assert choose_layout("auto", big, 512, jnp.float32) == "batch"  # batch too small
+    assert choose_layout("auto", [784, 256, 10], 4096, jnp.float32) == "batch"  # too narrow
+    assert choose_layout("auto", big, 4096, jnp.float64) == "batch"  # XLA:CPU's fast path is float32
+    assert choose_layout("auto", [784, 10], 4096, jnp.float32) == "batch"  # no hidden layer
+    assert choose_layout("feature", [2, 3], 1, jnp.float64) == "feature"
+
+
+def test_unknown_layout_is_a_clear_error():
+    params, x, y, loss, _ = make_problem(0, [3, 4, 2], 5, "mse", jnp.float32)
+    with pytest.raises(ValueError, match=r"unknown layout 'rows'.*'auto', 'batch', 'feature'"):
+        mj.backprop(params, x, y, "relu", loss, layout="rows")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("kind", LABEL_KINDS)
+def test_one_pass_scaled_gradient_equals_reduce_grad(kind, weighted):
+    """A loss's optional scaled_grad_logits is reduce_grad(grad_logits) computed in one pass."""
+    _, _, y, loss, weight = make_problem(2, [3, 4, 6], 9, kind, jnp.float64, weighted)
+    logits = jnp.asarray(np.random.default_rng(0).standard_normal((9, 6)))
+    spec = losses.get_loss(loss)
+    expected = losses.reduce_grad(spec.grad_logits(logits, y), weight)
+    np.testing.assert_allclose(losses.scaled_grad_logits(spec, logits, y, weight), expected, rtol=1e-14, atol=1e-16)
