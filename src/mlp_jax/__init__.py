@@ -6,6 +6,7 @@ from .activations import known_activations as known_activations
 from .activations import register_activation as register_activation
 from .backprop import ForwardCache as ForwardCache
 from .backprop import backprop as backprop
+from .hostmem import keep_freed_memory as keep_freed_memory
 from .backprop import backward as backward
 from .backprop import forward_with_cache as forward_with_cache
 from .losses import Loss as Loss

@@ -415,7 +415,8 @@ def environment() -> dict[str, Any]:
         "versions": {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
                      "optax": optax.__version__},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "env": {k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_"))},
+        "env": {k: v for k, v in os.environ.items()
+                if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "MALLOC_"))},
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
         "load_average_1min": _load_average(),
     }
@@ -585,7 +586,9 @@ def markdown(results: dict) -> str:
         f"{env['date_utc']}; device {env['device']['platform']} ({env['device']['kind']}); CPU {env['cpu']}, "
         f"{env['cpu_count']} cores; python {env['python']}; "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-        + f"; XLA_FLAGS={env['xla_flags'] or '(none)'}; load average at start {env.get('load_average_1min')}; "
+        + f"; XLA_FLAGS={env['xla_flags'] or '(none)'}; malloc "
+        + (" ".join(f"{k}={v}" for k, v in env.get("env", {}).items() if k.startswith("MALLOC_")) or "glibc defaults")
+        + f"; load average at start {env.get('load_average_1min')}; "
         f"wall {results.get('wall_s', 0):.0f} s.",
         "",
         "Times are medians over alternating samples, in ms unless marked, with (min-max). Ratio = manual / "
@@ -755,6 +758,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
     parser.add_argument("--no-digits", action="store_true", help="skip the digits time-to-accuracy run")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: reuse freed host memory (mlp_jax.hostmem) in this and every worker process, "
+                             "default: glibc's own settings (default keep)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -784,6 +790,11 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    if args.malloc == "keep":  # before JAX starts its threads; the workers inherit the environment
+        from .hostmem import MALLOC_ENV, keep_freed_memory
+
+        keep_freed_memory()
+        os.environ.update(MALLOC_ENV)
 
     def kinds_for(config: Config) -> Sequence[str]:
         if config.name in STANDARD and config.name != "large":
