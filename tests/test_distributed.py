@@ -62,7 +62,9 @@ FOUR_DEVICES = COMMON + """
 out = {"device_count": jax.device_count()}
 params, x, y, w = problem(0, SIZES, 32)
 mesh = dist.make_mesh(4)
-for grad in ("manual", "autodiff"):
+def feature(p, x, y, sample_weight=None, key=None):  # the manual pass in the (d, B) layout, sharded on axis 1
+    return mj.backprop(p, x, y, "relu", LOSS, sample_weight, layout="feature")
+for name, grad in (("manual", "manual"), ("autodiff", "autodiff"), ("feature", feature)):
     for weighted in (False, True):
         sw = w if weighted else None
         update = make_update(OPT, loss=LOSS, grad=grad, donate=False)
@@ -80,7 +82,7 @@ for grad in ("manual", "autodiff"):
             sp, ss, v = compiled(sp, ss, xs, ys, sws)  # the compiled step itself: one compile, inspected below
             losses.append(float(v))
         hlo = compiled.as_text()
-        out[f"update-{grad}-{'weighted' if weighted else 'plain'}"] = {
+        out[f"update-{name}-{'weighted' if weighted else 'plain'}"] = {
             "params_rel": rel(sp, p), "loss_rel": rel(losses, ref_losses),
             "replicated": replicated_on((sp, ss, v), mesh),
             "x_input_split": split_over_batch(compiled.input_shardings[0][2]),
@@ -103,12 +105,12 @@ for grad in ("manual", "autodiff"):
     for _ in range(3):
         st, l = compiled(st, xd, yd)
         losses.append(np.asarray(l))
-    out[f"epoch-{grad}"] = {
+    out[f"epoch-{name}"] = {
         "params_rel": rel(st.params, ref.params), "loss_rel": rel(losses, ref_losses),
         "steps": [int(st.step), int(ref.step)], "replicated": replicated_on((st.params, st.opt_state), mesh),
         "all_reduce": "all-reduce" in hlo, "per_device_x": "f32[4,5]" in hlo}
     # the original state was not donated away by the sharded epoch
-    out[f"epoch-{grad}"]["input_alive"] = not any(l.is_deleted() for l in jax.tree.leaves(state.params))
+    out[f"epoch-{name}"]["input_alive"] = not any(l.is_deleted() for l in jax.tree.leaves(state.params))
 
 errors = {}
 def expect(name, fn):
@@ -209,8 +211,8 @@ def four() -> dict:
     return _run(FOUR_DEVICES, devices=4)
 
 
-UPDATES = [f"update-{g}-{w}" for g in ("manual", "autodiff") for w in ("plain", "weighted")]
-EPOCHS = ["epoch-manual", "epoch-autodiff"]
+UPDATES = [f"update-{g}-{w}" for g in ("manual", "autodiff", "feature") for w in ("plain", "weighted")]
+EPOCHS = ["epoch-manual", "epoch-autodiff", "epoch-feature"]
 
 
 @pytest.mark.parametrize("name", UPDATES + EPOCHS)

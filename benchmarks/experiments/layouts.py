@@ -1,0 +1,116 @@
+"""The manual pass's matmul choices (`mlp_jax.matmul`), each timed against autodiff in one process.
+
+    python benchmarks/experiments/layouts.py [--keep-freed-memory] [CONFIG ...]
+
+CONFIG is DEPTHxWIDTHxBATCH (784 inputs, 10 classes, ReLU, softmax CE; default: the bench's small,
+medium and large plus two wide ones). For each, one sgd step (`make_update`) with the manual gradient
+in the ``"batch"`` layout, in the ``"feature"`` layout, with ``"auto"``, and with autodiff, samples
+alternating. Then the tiny 2-8-1 XOR net fused 10,000 steps per call, with tiny dots as fused products
+(the library) and as ``dot_general`` (as before). ``--keep-freed-memory`` applies
+`mlp_jax.keep_freed_memory` first, as ``mlp-jax bench`` does.
+
+What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
+- feature layout: 4x1024x4096 0.85-0.91, 1x1024x4096 0.84, 2x1024x1024 0.92, 2x512x2048 0.97;
+  3x256x1024 1.00, 2x64x128 1.01-1.12, 2x128x2048 1.27: hence "auto" = feature only when wide;
+- the batch layout with ``a.T`` materialised for the dW dot (so that it too runs on YNNPACK): 1.04-1.20
+  on everything but 2x64x128, where it was 0.92-0.96 in some processes and 1.05 in others;
+- feature layout with the bias folded into the dot (a row of ones): 7 % slower than without;
+- XLA's ``--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,...``: forward 12 % faster in the batch
+  layout, whole feature-layout step 12-30 % slower, so not used;
+- tiny dots as fused products: XOR 0.86 M -> 5.4 M fused steps/s; they lose above ~32k MACs a dot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import mlp_jax as mj
+from mlp_jax import matmul
+from mlp_jax.train import make_fused_update, make_update
+
+LOSS = "softmax_cross_entropy"
+
+
+def timed(updates: dict, params, opt, x, y, repeats: int = 9) -> dict[str, float]:
+    """Median seconds per call of each donating ``update(params, opt_state, x, y)``, alternating."""
+    states = {}
+    for name, update in updates.items():
+        p = jax.tree.map(jnp.copy, params)
+        states[name] = update(p, opt.init(p), x, y)[:2]
+    jax.block_until_ready(states)
+    start = time.perf_counter()
+    first = next(iter(updates))
+    states[first] = updates[first](*states[first], x, y)[:2]
+    jax.block_until_ready(states[first])
+    inner = max(1, int(0.05 / (time.perf_counter() - start)))
+    samples = {name: [] for name in updates}
+    for r in range(repeats):
+        for name in list(updates) if r % 2 == 0 else list(updates)[::-1]:
+            state, start = states[name], time.perf_counter()
+            for _ in range(inner):
+                *state, value = updates[name](*state, x, y)
+            jax.block_until_ready(value)
+            samples[name].append((time.perf_counter() - start) / inner)
+            states[name] = state
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def layouts(spec: str) -> None:
+    depth, width, batch = (int(v) for v in spec.split("x"))
+    params = mj.init_params(jax.random.key(0), [784] + [width] * depth + [10])
+    x = jax.random.normal(jax.random.key(1), (batch, 784))
+    y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
+    opt = optax.sgd(0.01)
+
+    def manual(layout):
+        return lambda p, x, y, sample_weight=None, key=None: mj.backprop(p, x, y, "relu", LOSS, sample_weight,
+                                                                         layout=layout)
+
+    updates = {layout: make_update(opt, grad=manual(layout), activation="relu", loss=LOSS)
+               for layout in matmul.LAYOUTS}
+    updates["autodiff"] = make_update(opt, grad="autodiff", activation="relu", loss=LOSS)
+    t = timed(updates, params, opt, x, y)
+    auto = matmul.choose_layout("auto", [784] + [width] * depth + [10], batch, jnp.float32)
+    print(f"{spec:12s} " + "  ".join(f"{k} {v * 1e3:8.3f} ms ({v / t['autodiff']:.3f})" for k, v in t.items())
+          + f"   auto = {auto}", flush=True)
+
+
+def tiny_xor(steps: int = 10_000) -> None:
+    x = jnp.asarray([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
+    y = jnp.asarray([[0], [1], [1], [0]], jnp.float32)
+    params = mj.init_params(jax.random.key(0), [2, 8, 1])
+    opt = optax.sgd(0.1)
+    kw = dict(activation="relu", loss="sigmoid_binary_cross_entropy", losses="last")
+    updates = {"fused_products": make_fused_update(opt, steps, grad="manual", **kw)}
+    tiny, matmul.TINY_DOT = matmul.TINY_DOT, 0  # read when traced: every dot a dot_general
+    try:
+        updates["dot_general"] = make_fused_update(opt, steps, grad="manual", **kw)
+        p = jax.tree.map(jnp.copy, params)
+        jax.block_until_ready(updates["dot_general"](p, opt.init(p), x, y))  # trace now, with TINY_DOT = 0
+    finally:
+        matmul.TINY_DOT = tiny
+    t = timed(updates, params, opt, x, y, repeats=5)
+    print("xor 2-8-1 fused: " + "  ".join(f"{k} {steps / v / 1e6:.2f} M steps/s" for k, v in t.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="*", default=["2x64x128", "3x256x1024", "2x512x2048", "2x1024x1024",
+                                                       "4x1024x4096"])
+    parser.add_argument("--keep-freed-memory", action="store_true")
+    args = parser.parse_args()
+    if args.keep_freed_memory:
+        print("malloc:", mj.keep_freed_memory())
+    for spec in args.configs:
+        layouts(spec)
+    tiny_xor()
+
+
+if __name__ == "__main__":
+    main()
