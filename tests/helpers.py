@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from hypothesis import strategies as st
 
 import mlp_jax as mj
 
@@ -42,3 +43,15 @@ def make_problem(seed: int, sizes: list[int], batch: int, kind: str, dtype, weig
         raise ValueError(kind)
     weight = jnp.asarray(rng.uniform(0.1, 2.0, size=batch), dtype) if weighted else None
     return params, x, y, LOSS_OF_KIND[kind], weight
+
+
+@st.composite
+def problems(draw, max_depth: int = 5, max_width: int = 16, max_batch: int = 32):
+    """Keyword arguments of `make_problem` for a random net, batch, label kind, dtype and weighting."""
+    depth = draw(st.integers(1, max_depth))
+    sizes = draw(st.lists(st.integers(1, max_width), min_size=depth + 1, max_size=depth + 1))
+    kind = draw(st.sampled_from(LABEL_KINDS))
+    if kind.startswith("softmax"):
+        sizes[-1] = max(sizes[-1], 2)
+    return dict(seed=draw(st.integers(0, 2**16)), sizes=sizes, batch=draw(st.integers(1, max_batch)), kind=kind,
+                dtype=draw(st.sampled_from([jnp.float64, jnp.float32])), weighted=draw(st.booleans()))

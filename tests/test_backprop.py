@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem
+from helpers import LABEL_KINDS, make_problem, problems
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import mlp_jax as mj
 
@@ -24,23 +23,6 @@ def autodiff(params, x, y, activation, loss, weight):
 # Jitted (one compile per drawn shape instead of one per primitive); jit vs eager is tested below.
 backprop_jit = jax.jit(mj.backprop, static_argnums=(3, 4))
 autodiff_jit = jax.jit(autodiff, static_argnums=(3, 4))
-
-
-@st.composite
-def problems(draw):
-    depth = draw(st.integers(1, 5))
-    sizes = draw(st.lists(st.integers(1, 16), min_size=depth + 1, max_size=depth + 1))
-    kind = draw(st.sampled_from(LABEL_KINDS))
-    if kind.startswith("softmax"):
-        sizes[-1] = max(sizes[-1], 2)
-    return dict(
-        seed=draw(st.integers(0, 2**16)),
-        sizes=sizes,
-        batch=draw(st.integers(1, 32)),
-        kind=kind,
-        dtype=draw(st.sampled_from([jnp.float64, jnp.float32])),
-        weighted=draw(st.booleans()),
-    )
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

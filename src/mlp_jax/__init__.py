@@ -6,9 +6,9 @@ from .activations import known_activations as known_activations
 from .activations import register_activation as register_activation
 from .backprop import ForwardCache as ForwardCache
 from .backprop import backprop as backprop
-from .hostmem import keep_freed_memory as keep_freed_memory
 from .backprop import backward as backward
 from .backprop import forward_with_cache as forward_with_cache
+from .hostmem import keep_freed_memory as keep_freed_memory
 from .losses import Loss as Loss
 from .losses import get_loss as get_loss
 from .losses import known_losses as known_losses
