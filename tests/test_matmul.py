@@ -87,6 +87,10 @@ def test_unknown_layout_is_a_clear_error():
     params, x, y, loss, _ = make_problem(0, [3, 4, 2], 5, "mse", jnp.float32)
     with pytest.raises(ValueError, match=r"unknown layout 'rows'.*'auto', 'batch', 'feature'"):
         mj.backprop(params, x, y, "relu", loss, layout="rows")
+    for call in (lambda: forward_with_cache(params, x, "relu", "rows"),
+                 lambda: backward(params, forward_with_cache(params, x, "relu"), jnp.zeros((5, 2)), "relu", "rows")):
+        with pytest.raises(ValueError, match=r"layout must be 'batch' or 'feature', got 'rows'"):
+            call()
 
 
 @pytest.mark.parametrize("weighted", [False, True])

@@ -40,6 +40,11 @@ class ForwardCache(NamedTuple):
     logits: Array  # (B, d_out)
 
 
+def _check_layout(layout: str) -> None:
+    if layout not in ("batch", "feature"):
+        raise ValueError(f"layout must be 'batch' or 'feature', got {layout!r}")
+
+
 def forward_with_cache(params: Params, x: Array, activation: str, layout: str = "batch") -> ForwardCache:
     """The forward pass, keeping every layer's input and every hidden pre-activation."""
     phi = get_activation(activation).fn
@@ -51,8 +56,7 @@ def forward_with_cache(params: Params, x: Array, activation: str, layout: str = 
             inputs.append(phi(z))
         logits = dot(inputs[-1], params[-1].w, 1, 0) + params[-1].b[None, :]
         return ForwardCache(tuple(inputs), tuple(pre_activations), logits)
-    if layout != "feature":
-        raise ValueError(f"layout must be 'batch' or 'feature', got {layout!r}")
+    _check_layout(layout)
     x_t, w_t = materialize((x.T, tuple(layer.w.T for layer in params)))  # (d_0, B), (d_out, d_in) each
     inputs, pre_activations = [x_t], []
     for layer, w in zip(params[:-1], w_t[:-1]):
@@ -68,6 +72,7 @@ def backward(
 ) -> tuple[Params, tuple[Array, ...]]:
     """Gradients of every layer and the deltas ``dL/dz_l`` (in the cache's layout) from ``dL/dlogits``
     (B, d_out)."""
+    _check_layout(layout)
     dphi = get_activation(activation).derivative
     feature = layout == "feature"
     batch_axis = 1 if feature else 0
