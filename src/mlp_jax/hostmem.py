@@ -7,8 +7,9 @@ took ~200 MiB of fresh pages (~52k faults) and ~20 % of its time that way. `keep
 one malloc arena, no mmap for large blocks and a high trim threshold, so freed blocks are reused:
 no faults after the first step, and the process keeps its peak memory (it does not shrink back).
 
-Measured (``benchmarks/results/cpu.md``): the large config's step ~17 % faster, the medium one
-~3 % slower (one arena serialises small allocations across threads), others within noise. It is
+Measured (``benchmarks/results/cpu.md``, ``cpu-malloc-default.md``): the large config's step 245 ->
+208 ms; small steps ~9 % slower and medium ~3 % (one arena serialises small allocations across
+threads), and XLA compiles ~20 % slower (its compiler threads share that arena). It is
 process-wide and best called before JAX starts; ``mlp-jax bench`` uses it by default
 (``--malloc default`` turns it off) and passes the same settings to its worker processes through
 `MALLOC_ENV`. Elsewhere than glibc it does nothing.
