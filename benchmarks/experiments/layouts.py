@@ -23,42 +23,17 @@ What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import optax
+from _timing import compare_updates
 
 import mlp_jax as mj
 from mlp_jax import matmul
 from mlp_jax.train import make_fused_update, make_update
 
 LOSS = "softmax_cross_entropy"
-
-
-def timed(updates: dict, params, opt, x, y, repeats: int = 9) -> dict[str, float]:
-    """Median seconds per call of each donating ``update(params, opt_state, x, y)``, alternating."""
-    states = {}
-    for name, update in updates.items():
-        p = jax.tree.map(jnp.copy, params)
-        states[name] = update(p, opt.init(p), x, y)[:2]
-    jax.block_until_ready(states)
-    start = time.perf_counter()
-    first = next(iter(updates))
-    states[first] = updates[first](*states[first], x, y)[:2]
-    jax.block_until_ready(states[first])
-    inner = max(1, int(0.05 / (time.perf_counter() - start)))
-    samples = {name: [] for name in updates}
-    for r in range(repeats):
-        for name in list(updates) if r % 2 == 0 else list(updates)[::-1]:
-            state, start = states[name], time.perf_counter()
-            for _ in range(inner):
-                *state, value = updates[name](*state, x, y)
-            jax.block_until_ready(value)
-            samples[name].append((time.perf_counter() - start) / inner)
-            states[name] = state
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def layouts(spec: str) -> None:
@@ -75,7 +50,7 @@ def layouts(spec: str) -> None:
     updates = {layout: make_update(opt, grad=manual(layout), activation="relu", loss=LOSS)
                for layout in matmul.LAYOUTS}
     updates["autodiff"] = make_update(opt, grad="autodiff", activation="relu", loss=LOSS)
-    t = timed(updates, params, opt, x, y)
+    t = {name: r["median_s"] for name, r in compare_updates(updates, params, opt.init, x, y, repeats=9).items()}
     auto = matmul.choose_layout("auto", [784] + [width] * depth + [10], batch, jnp.float32)
     print(f"{spec:12s} " + "  ".join(f"{k} {v * 1e3:8.3f} ms ({v / t['autodiff']:.3f})" for k, v in t.items())
           + f"   auto = {auto}", flush=True)
@@ -95,7 +70,7 @@ def tiny_xor(steps: int = 10_000) -> None:
         jax.block_until_ready(updates["dot_general"](p, opt.init(p), x, y))  # trace now, with TINY_DOT = 0
     finally:
         matmul.TINY_DOT = tiny
-    t = timed(updates, params, opt, x, y, repeats=5)
+    t = {name: r["median_s"] for name, r in compare_updates(updates, params, opt.init, x, y, repeats=5).items()}
     print("xor 2-8-1 fused: " + "  ".join(f"{k} {steps / v / 1e6:.2f} M steps/s" for k, v in t.items()))
 
 

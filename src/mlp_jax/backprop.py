@@ -47,24 +47,21 @@ def _check_layout(layout: str) -> None:
 
 def forward_with_cache(params: Params, x: Array, activation: str, layout: str = "batch") -> ForwardCache:
     """The forward pass, keeping every layer's input and every hidden pre-activation."""
+    _check_layout(layout)
     phi = get_activation(activation).fn
     if layout == "batch":
-        inputs, pre_activations = [x], []
-        for layer in params[:-1]:
-            z = dot(inputs[-1], layer.w, 1, 0) + layer.b[None, :]  # (B, d_out)
-            pre_activations.append(z)
-            inputs.append(phi(z))
-        logits = dot(inputs[-1], params[-1].w, 1, 0) + params[-1].b[None, :]
-        return ForwardCache(tuple(inputs), tuple(pre_activations), logits)
-    _check_layout(layout)
-    x_t, w_t = materialize((x.T, tuple(layer.w.T for layer in params)))  # (d_0, B), (d_out, d_in) each
-    inputs, pre_activations = [x_t], []
-    for layer, w in zip(params[:-1], w_t[:-1]):
-        z = dot(w, inputs[-1], 1, 0) + layer.b[:, None]  # (d_out, B)
+        a, weights = x, tuple(layer.w for layer in params)
+        affine = lambda a, w, b: dot(a, w, 1, 0) + b[None, :]  # (B, d_out)
+    else:
+        a, weights = materialize((x.T, tuple(layer.w.T for layer in params)))  # (d_0, B), (d_out, d_in) each
+        affine = lambda a, w_t, b: dot(w_t, a, 1, 0) + b[:, None]  # (d_out, B)
+    inputs, pre_activations = [a], []
+    for layer, w in zip(params[:-1], weights[:-1]):
+        z = affine(inputs[-1], w, layer.b)
         pre_activations.append(z)
         inputs.append(phi(z))
-    logits = (dot(w_t[-1], inputs[-1], 1, 0) + params[-1].b[:, None]).T  # (B, d_out)
-    return ForwardCache(tuple(inputs), tuple(pre_activations), logits)
+    logits = affine(inputs[-1], weights[-1], params[-1].b)
+    return ForwardCache(tuple(inputs), tuple(pre_activations), logits if layout == "batch" else logits.T)
 
 
 def backward(

@@ -7,7 +7,7 @@ its minibatch is constrained to the batch sharding and its loss and gradients to
 
 How the batch sums become cross-device reductions. Both gradient sources reduce over the batch:
 autodiff inside ``jax.grad``, the hand-written one in `mlp_jax.backprop` as ``a_prev.T @ delta`` and
-``jnp.sum(delta, 0)``, scaled by `reduce_grad` (``1 / B``, or ``w_i / sum(w)``). We let the compiler
+``jnp.sum(delta, 0)``, scaled by `losses.example_scale` (``1 / B``, or ``w_i / sum(w)``). We let the compiler
 partition them (GSPMD via `jax.jit` + `NamedSharding`) rather than write a `shard_map` + `psum` version
 of backprop: a jitted function means the same thing whatever the shardings of its inputs, so the sharded
 manual step computes exactly the single-device formula, with the *global* batch size in ``1 / B`` and

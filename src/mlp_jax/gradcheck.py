@@ -57,7 +57,7 @@ from .activations import get_activation
 from .backprop import backprop, backward, forward_with_cache
 from .errors import UsageError
 from .gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
-from .losses import get_loss, reduce, reduce_grad, target_kind
+from .losses import get_loss, reduce, scaled_grad_logits, target_kind
 from .model import check_problem
 from .model import loss as loss_fn
 from .params import Layer, Params, layer_sizes
@@ -93,7 +93,7 @@ def _trace(params, x, y, sample_weight, activation, loss) -> list[Array]:
     spec = get_loss(loss)
     cache = forward_with_cache(params, x, activation)
     value = reduce(spec.per_example(cache.logits, y), sample_weight)
-    dlogits = reduce_grad(spec.grad_logits(cache.logits, y), sample_weight)
+    dlogits = scaled_grad_logits(spec, cache.logits, y, sample_weight)
     grads, deltas = backward(params, cache, dlogits, activation)
     forward = [v for z, a in zip(cache.pre_activations, cache.inputs[1:]) for v in (z, a)] + [cache.logits, value]
     return forward + [v for l in reversed(range(len(params))) for v in (deltas[l], grads[l].w, grads[l].b)]

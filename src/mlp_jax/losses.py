@@ -60,21 +60,20 @@ def _softmax(logits: Array, y: Array) -> Array:
     return jnp.exp(jax.nn.log_softmax(logits, axis=-1))  # optax: -sum(y * log_softmax(logits, -1), -1)
 
 
-def _softmax_ce_grad(logits: Array, y: Array) -> Array:
-    p = _softmax(logits, y)
-    if y.ndim == 1:  # integer labels: subtract 1 at each label (a scatter; an iota-compare one-hot was
-        # measured ~10 % slower on small XLA:CPU steps, benchmarks/experiments/softmax_head.py)
-        return p.at[jnp.arange(p.shape[0]), y].add(-1.0)
-    return p * jnp.sum(y, axis=-1, keepdims=True) - y
-
-
 def _softmax_ce_scaled_grad(logits: Array, y: Array, scale: Array) -> Array:
-    """`_softmax_ce_grad` times `scale` per row, with the scale applied before the label scatter: a
-    multiply after a scatter is one more XLA kernel, which is visible on small steps."""
-    p = _softmax(logits, y) * (scale[:, None] if scale.ndim else scale)
-    if y.ndim == 1:
+    """The softmax CE gradient times `scale` (() or (B,)) per row, the scale applied before the label
+    scatter: a multiply after a scatter is one more XLA kernel, which is visible on small steps."""
+    row_scale = _per_row(scale)
+    p = _softmax(logits, y) * row_scale
+    if y.ndim == 1:  # integer labels: subtract the scale at each label (a scatter; an iota-compare one-hot
+        # was measured ~10 % slower on small XLA:CPU steps, benchmarks/experiments/softmax_head.py)
         return p.at[jnp.arange(p.shape[0]), y].add(-jnp.broadcast_to(scale, y.shape))
-    return p * jnp.sum(y, axis=-1, keepdims=True) - y * (scale[:, None] if scale.ndim else scale)
+    return p * jnp.sum(y, axis=-1, keepdims=True) - y * row_scale
+
+
+def _softmax_ce_grad(logits: Array, y: Array) -> Array:
+    """``softmax(logits) * sum(y) - y`` (``softmax - one_hot(y)`` for integer labels)."""
+    return _softmax_ce_scaled_grad(logits, y, jnp.ones((), logits.dtype))
 
 
 def _sigmoid_bce(logits: Array, y: Array) -> Array:
@@ -180,12 +179,22 @@ def reduce(per_example: Array, sample_weight: Array | None) -> Array:
     return jnp.sum(sample_weight * per_example) / jnp.sum(sample_weight)
 
 
+def example_scale(sample_weight: Array | None, batch: int, dtype) -> Array:
+    """d reduce / d (example i's loss): ``1 / B`` as a scalar, or ``w_i / sum(w)`` of shape (B,)."""
+    if sample_weight is None:
+        return jnp.asarray(1.0 / batch, dtype)
+    return sample_weight / jnp.sum(sample_weight)
+
+
+def _per_row(scale: Array) -> Array:
+    """A scale of shape () or (B,) shaped to multiply (B, out) rows."""
+    return scale[:, None] if scale.ndim else scale
+
+
 def reduce_grad(grad_logits: Array, sample_weight: Array | None) -> Array:
     """The derivative of `reduce` with respect to the logits (B, out), from each example's own gradient
     ``grad_logits`` (B, out): times ``1 / B``, or ``w_i / sum(w)`` with weights."""
-    if sample_weight is None:
-        return grad_logits * jnp.asarray(1.0 / grad_logits.shape[0], grad_logits.dtype)
-    return grad_logits * (sample_weight / jnp.sum(sample_weight))[:, None]
+    return grad_logits * _per_row(example_scale(sample_weight, grad_logits.shape[0], grad_logits.dtype))
 
 
 def scaled_grad_logits(spec: Loss, logits: Array, y: Array, sample_weight: Array | None) -> Array:
@@ -193,11 +202,7 @@ def scaled_grad_logits(spec: Loss, logits: Array, y: Array, sample_weight: Array
     has a `Loss.scaled_grad_logits`."""
     if spec.scaled_grad_logits is None:
         return reduce_grad(spec.grad_logits(logits, y), sample_weight)
-    if sample_weight is None:
-        scale = jnp.asarray(1.0 / logits.shape[0], logits.dtype)
-    else:
-        scale = sample_weight / jnp.sum(sample_weight)
-    return spec.scaled_grad_logits(logits, y, scale)
+    return spec.scaled_grad_logits(logits, y, example_scale(sample_weight, logits.shape[0], logits.dtype))
 
 
 def register_loss(

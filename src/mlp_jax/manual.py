@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .backprop import backward, forward_with_cache
-from .losses import get_loss, reduce, reduce_grad
+from .losses import get_loss, reduce, scaled_grad_logits
 from .model import check_problem
 from .params import Params
 
@@ -49,7 +49,7 @@ def _forward(params, x, y, sample_weight, activation, loss):
 def _backward(activation, loss, residuals, g):
     params, cache, y, sample_weight = residuals
     spec = get_loss(loss)
-    dlogits = reduce_grad(spec.grad_logits(cache.logits, y), sample_weight)  # (B, d_out)
+    dlogits = scaled_grad_logits(spec, cache.logits, y, sample_weight)  # (B, d_out), as backprop has it
     grads, deltas = backward(params, cache, dlogits, activation)
     dx = deltas[0] @ params[0].w.T  # (B, d_in)
 
