@@ -7,9 +7,13 @@ For every config, in one process and alternating the two gradient sources sample
 - ``sgd``, ``adam``: one full update step from `mlp_jax.train.make_update` (donating);
 - ``fused``: ``N`` sgd steps in one compiled call from `make_fused_update`, reported per step.
 
-Compile time (trace, lower and XLA compile, timed ahead of the first call) is kept apart from run time; every clock read follows
-``block_until_ready``; each sample repeats the call until it lasts ``--min-sample`` seconds; we report
-the median over samples with min and max. FLOPs are the analytic matmul count next to XLA's
+Compile time (trace, lower and XLA compile, timed ahead of the first call) is kept apart from run
+time; every clock read follows ``block_until_ready``; each sample repeats the call until it lasts
+``--min-sample`` seconds; we report the median over samples with min and max. Each function is jitted
+twice (two executables, two sets of buffers) and the samples of both are pooled: one instance alone
+can sit a few percent off an identical one for its whole life, and the two instances of the manual
+function give an A/A ratio, the noise floor of every manual / autodiff ratio. Python's garbage
+collector is paused while clocks run. FLOPs are the analytic matmul count next to XLA's
 ``cost_analysis()``; memory is ``memory_analysis()`` of each compiled step plus the peak RSS of a
 training process with and without donation. The matmul peaks of numpy and PyTorch, and the peer
 libraries, each run in their own process (``benchmarks/peers/``), since thread pools of different
@@ -21,7 +25,9 @@ Outputs in ``--out DIR``: ``results.json`` (every number), ``results.md`` (table
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import gc
 import json
 import math
 import os
@@ -162,17 +168,48 @@ class _Case:
                 "compile_s": compiled_at - start, "first_call_s": _now() - compiled_at}
 
 
-def _compare(cases: dict[str, _Case], repeats: int, min_sample: float) -> dict[str, Any]:
-    """Compile, warm up, then time the cases alternately (the first one swaps every repeat)."""
-    result = {name: case.first() for name, case in cases.items()}
-    inner = {name: _calibrate(case.call, min_sample) for name, case in cases.items()}
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    names = list(cases)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            samples[name].append(_sample(cases[name].call, inner[name]) / cases[name].steps_per_call)
-    for name in names:
-        result[name].update(step_s=_summary(samples[name]), calls_per_sample=inner[name])
+INSTANCES = 2  # separately jitted copies of each timed function, their samples pooled
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's garbage collector collected, then off (as `timeit` does): a collection inside a clocked
+    trace or sample walks every object of a long run and was seen to add ~0.1 s to one trace."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _compare(cases: dict[str, list[_Case]], repeats: int, min_sample: float) -> dict[str, Any]:
+    """Compile, warm up, then time the cases alternately: `repeats` samples of every instance, the order
+    reversed every repeat, and each name's samples pooled over its instances.
+
+    Each name has `INSTANCES` separately compiled instances, created in ABBA order (A0 B0 B1 A1). One
+    executable and its buffers can run a few percent faster or slower than an identical one for the
+    life of the process (where they sit in memory); a single instance per name put that into the ratio,
+    and the A/A ratio of two instances (``noise_floor_ratio`` in `bench_config`) shows its size.
+    """
+    order = [(name, i) for i in range(max(len(v) for v in cases.values()))
+             for name in (list(cases) if i % 2 == 0 else list(cases)[::-1]) if i < len(cases[name])]
+    with _gc_paused():
+        first = {key: cases[key[0]][key[1]].first() for key in order}
+        inner = {name: _calibrate(instances[0].call, min_sample) for name, instances in cases.items()}
+        samples: dict[tuple[str, int], list[float]] = {key: [] for key in order}
+        for r in range(repeats):
+            for name, i in order if r % 2 == 0 else order[::-1]:
+                case = cases[name][i]
+                samples[name, i].append(_sample(case.call, inner[name]) / case.steps_per_call)
+    result = {}
+    for name, instances in cases.items():
+        pooled = [t for i in range(len(instances)) for t in samples[name, i]]
+        result[name] = dict(first[name, 0], step_s=_summary(pooled), calls_per_sample=inner[name],
+                            instance_medians_s=[statistics.median(samples[name, i]) for i in range(len(instances))],
+                            instance_compile_s=[first[name, i]["compile_s"] for i in range(len(instances))])
     return result
 
 
@@ -253,26 +290,23 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
         p = _copy(params)
         return p, optimizers[kind].init(p), x, y
 
-    for kind in kinds:
-        jitted, cases = {}, {}
-        for source in SOURCES:
-            if kind == "grad":
-                jitted[source] = jax.jit(gradient_fn(source, **common))
-                cases[source] = _Case(jitted[source], args_for(kind))
-            else:
-                if kind == "fused":
-                    jitted[source] = make_fused_update(optimizers[kind], config.fused_steps, grad=source, losses="last",
-                                                     **common)
-                else:
-                    jitted[source] = make_update(optimizers[kind], grad=source, **common)
-                cases[source] = _Case(jitted[source], args_for(kind), carry=2,
-                                      steps_per_call=config.fused_steps if kind == "fused" else 1)
-        if kind == "grad":  # the same function compiled again: an A/A pair, the noise floor of the ratio
-            cases["manual_again"] = _Case(jax.jit(gradient_fn("manual", **common)), args_for(kind))
-        timed = _compare(cases, repeats, min_sample)
+    def make(kind: str, source: str):
+        """One separately jitted instance of `kind` with the gradient from `source`."""
         if kind == "grad":
-            again = timed.pop("manual_again")
-            timed["noise_floor_ratio"] = timed["manual"]["step_s"]["median"] / again["step_s"]["median"]
+            return jax.jit(gradient_fn(source, **common))
+        if kind == "fused":
+            return make_fused_update(optimizers[kind], config.fused_steps, grad=source, losses="last", **common)
+        return make_update(optimizers[kind], grad=source, **common)
+
+    for kind in kinds:
+        carry, steps = (0, 1) if kind == "grad" else (2, config.fused_steps if kind == "fused" else 1)
+        cases = {source: [_Case(make(kind, source), args_for(kind), carry=carry, steps_per_call=steps)
+                          for _ in range(INSTANCES)] for source in SOURCES}
+        jitted = {source: cases[source][0].fn for source in SOURCES}
+        timed = _compare(cases, repeats, min_sample)
+        # A/A: the manual function's two instances against each other, the noise floor of the ratio
+        first, second = timed["manual"]["instance_medians_s"][:2]
+        timed["noise_floor_ratio"] = first / second
         for source in SOURCES:
             # cost_analysis counts a scan's body once, so for "fused" it is already per step
             timed[source].update(_analysis(jitted[source], args_for(kind)))
@@ -597,8 +631,9 @@ def markdown(results: dict) -> str:
         f"wall {results.get('wall_s', 0):.0f} s.",
         "",
         "Times are medians over alternating samples, in ms unless marked, with (min-max). Ratio = manual / "
-        "autodiff median. A/A = manual / the same manual gradient jitted a second time, timed alongside: ratios "
-        "this far from 1 are noise. GFLOP/s use the analytic matmul count of one training step.",
+        "autodiff median, each pooled over two separately compiled instances. A/A = one manual instance / the "
+        "other, timed alongside: ratios this far from 1 are noise. GFLOP/s use the analytic matmul count of one "
+        "training step.",
         "",
     ]
     if "peaks" in results:
@@ -610,19 +645,19 @@ def markdown(results: dict) -> str:
             lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
         lines.append("")
     lines += ["## Manual backprop vs autodiff", "",
-              "| config | dtype | kind | manual | autodiff | ratio | compile s (m/a) | GFLOP/s (m) | "
-              "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| config | dtype | kind | manual | autodiff | ratio | A/A | compile s (m/a) | GFLOP/s (m) | "
+              "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    nan = float("nan")
     for name, entry in results["configs"].items():
         for kind in ("grad", "sgd", "adam", "fused"):
             if kind not in entry:
                 continue
             m, a = entry[kind]["manual"], entry[kind]["autodiff"]
             label = f"fused x{entry['config']['fused_steps']} (per step)" if kind == "fused" else kind
-            if "noise_floor_ratio" in entry[kind]:
-                label += f" (A/A {entry[kind]['noise_floor_ratio']:.2f})"
             lines.append(
                 f"| {name} | {entry['config']['dtype']} | {label} | {_step(m)} | {_step(a)} | "
-                f"{entry[kind]['ratio_manual_over_autodiff']:.3f} | {m['compile_s']:.2f}/{a['compile_s']:.2f} | "
+                f"{entry[kind]['ratio_manual_over_autodiff']:.3f} | {entry[kind].get('noise_floor_ratio', nan):.3f} | "
+                f"{m['compile_s']:.2f}/{a['compile_s']:.2f} | "
                 f"{m['gflops_per_s']:.2f} | {_pct(m.get('fraction_of_jnp_dot_peak'))} | "
                 f"{_pct(m.get('fraction_of_practical_peak'))} | "
                 f"{'-'.join(str(v) for v in entry.get('load_average', []))} |")
