@@ -851,7 +851,7 @@ def run_cli(args: argparse.Namespace) -> int:
                   peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
                   peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
                   peak_shapes=PEAK_SHAPES[::2] if quick else PEAK_SHAPES,
-                  memory=not args.no_memory, memory_config="medium" if quick else "large", digits=not args.no_digits, plots=not args.no_plots, log=log)
+                  memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots, log=log)
     print((out / "results.md").read_text())
     del results
     return 0
