@@ -15,6 +15,9 @@ What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
 - the batch layout with ``a.T`` materialised for the dW dot (so that it too runs on YNNPACK): 1.04-1.20
   on everything but 2x64x128, where it was 0.92-0.96 in some processes and 1.05 in others;
 - feature layout with the bias folded into the dot (a row of ones): 7 % slower than without;
+- the batch layout with ``delta.T`` materialised for the dW dots (``dW.T = delta.T @ a`` on YNNPACK, then
+  transposed into the optimizer): 2x64x128 1.02-1.03 (first layer only: 1.00-1.02), 3x256x1024 1.24-1.27
+  (first layer only: 1.10-1.13); Eigen's dW dot, as autodiff has it, was the fastest on both;
 - a mixed layout, the forward pass in the batch layout and the deltas in the feature layout (every dot
   in YNNPACK's form with no transpose materialised; the ReLU mask and the weight gradients read their
   operands transposed inside fused kernels): 2x64x128 1.01-1.02, 3x256x1024 1.26-1.28, so not used;
