@@ -60,3 +60,15 @@ def test_jnp_dot_peak_is_positive():
 def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert main(["bench", "--out", str(tmp_path), *flags]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_side_by_side_peak_compares_like_with_like():
+    config = bench.parse_config("1x8x16")
+    side = bench.side_by_side_peak(config, repeats=2, min_sample=0.001, shapes=((16, 8, 8), (8, 8, 8)))
+    assert set(side["jnp_dot_gflops_per_s"]) == {"16x8x8", "8x8x8"}
+    assert side["step_gflops_per_s"] > 0 and all(v > 0 for v in side["jnp_dot_gflops_per_s"].values())
+    assert side["fraction_of_jnp_dot"] == pytest.approx(
+        side["step_gflops_per_s"] / max(side["jnp_dot_gflops_per_s"].values()))
+    results = {"configs": {}, "peak_side_by_side": side}
+    (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
+    assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)
