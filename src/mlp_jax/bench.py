@@ -15,7 +15,9 @@ can sit a few percent off an identical one for its whole life, and the two insta
 function give an A/A ratio, the noise floor of every manual / autodiff ratio. Python's garbage
 collector is paused while clocks run. FLOPs are the analytic matmul count next to XLA's
 ``cost_analysis()``; memory is ``memory_analysis()`` of each compiled step plus the peak RSS of a
-training process with and without donation. The matmul peaks of numpy and PyTorch, and the peer
+training process with and without donation. ``jnp.dot`` is also timed side by side with the large
+config's step (`side_by_side_peak`), which takes the machine's drift out of the fraction of peak.
+The matmul peaks of numpy and PyTorch, and the peer
 libraries, each run in their own process (``benchmarks/peers/``), since thread pools of different
 libraries slow each other down when they share one.
 
