@@ -19,10 +19,12 @@ x, y = jax.random.normal(jax.random.key(1), (4096, 256)), jax.random.randint(jax
 f = jax.jit(lambda p, x, y: mj.backprop(p, x, y, "relu", "softmax_cross_entropy"))  # temporaries > 32 MiB
 for _ in range(3):
     jax.block_until_ready(f(params, x, y))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+per_call = []
+for _ in range(7):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(f(params, x, y))
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+    per_call.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(per_call)[len(per_call) // 2])  # the median call: one call that grows the heap is not the rule
 """
 
 
@@ -32,6 +34,7 @@ def test_keep_freed_memory_stops_page_faults_per_call():
                                          check=True).stdout.split()[-1]) for mode in ("keep", "default")}
     assert faults["default"] > 8000  # tens of MiB of fresh 4 KiB pages per call
     assert faults["keep"] < faults["default"] / 4, faults  # usually 0 once warm
+    # (a mean over calls once failed this under a loaded CI machine: one call in five grew the heap)
 
 
 def test_env_matches_settings():
