@@ -37,6 +37,25 @@ def test_keep_freed_memory_stops_page_faults_per_call():
     # (a mean over calls once failed this under a loaded CI machine: one call in five grew the heap)
 
 
+LATE = """
+import warnings, sys
+import jax, mlp_jax as mj
+if sys.argv[1] == "late":
+    jax.devices()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    mj.keep_freed_memory()
+print(sum(issubclass(w.category, RuntimeWarning) and "before the first JAX" in str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
+@pytest.mark.parametrize("when, warned", [("early", 0), ("late", 1)])
+def test_warns_when_called_after_jax_started(when, warned):
+    out = subprocess.run([sys.executable, "-c", LATE, when], capture_output=True, text=True, check=True).stdout
+    assert int(out.split()[-1]) == warned
+
+
 def test_env_matches_settings():
     assert MALLOC_ENV == {"MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]), "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
                           "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"])}

@@ -9,8 +9,10 @@ no faults after the first step, and the process keeps its peak memory (it does n
 
 Measured (``benchmarks/results/cpu.md``, ``cpu-malloc-default.md``): the large config's step 245 ->
 208 ms; small steps ~9 % slower and medium ~3 % (one arena serialises small allocations across
-threads), and XLA compiles ~20 % slower (its compiler threads share that arena). It is
-process-wide and best called before JAX starts; ``mlp-jax bench`` uses it by default
+threads), and XLA compiles 20-35 % slower (its compiler threads contend for that arena). It is
+process-wide and must be called before JAX starts its threads: called after ``jax.devices()`` it
+changes nothing, since the thread that allocates the temporaries already has an arena of its own.
+``mlp-jax bench`` uses it by default
 (``--malloc default`` turns it off) and passes the same settings to its worker processes through
 `MALLOC_ENV`. Elsewhere than glibc it does nothing.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+import warnings
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 TRIM_THRESHOLD = 2**31 - 1  # bytes free at the top of the heap before any goes back (mallopt's int max)
@@ -29,10 +32,27 @@ SETTINGS = {"arena_max": 1, "mmap_max": 0, "trim_threshold": TRIM_THRESHOLD}
 MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
+def _jax_backend_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+    except ImportError:
+        return False
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if started else False
+
+
 def keep_freed_memory() -> dict[str, int]:
-    """Apply `SETTINGS` to this process's malloc; returns what was applied ({} where not glibc)."""
+    """Apply `SETTINGS` to this process's malloc; returns what was applied ({} where not glibc).
+
+    Warns (RuntimeWarning) when JAX's backend has already started: its threads then have their own
+    malloc arenas and large steps keep their page faults."""
     if not sys.platform.startswith("linux"):
         return {}
+    if _jax_backend_started():
+        warnings.warn("keep_freed_memory() was called after JAX started its backend; XLA's threads already "
+                      "have malloc arenas of their own, so large steps keep faulting in fresh pages. Call it "
+                      "before the first JAX computation, or start the process with mlp_jax.hostmem.MALLOC_ENV "
+                      "in its environment.", RuntimeWarning, stacklevel=2)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
