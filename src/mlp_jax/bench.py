@@ -783,16 +783,18 @@ def write_plots(results: dict, out: Path) -> None:
 
     configs = results["configs"]
     kinds = ("grad", "sgd", "adam", "fused")
-    labels, manual, auto = [], [], []
+    labels, manual, auto, noise = [], [], [], []
     for name, entry in configs.items():
         for kind in kinds:
             if kind in entry:
                 labels.append(f"{name}\n{kind}")
                 manual.append(entry[kind]["manual"]["step_s"]["median"])
                 auto.append(entry[kind]["autodiff"]["step_s"]["median"])
+                noise.append(entry[kind].get("noise_floor_ratio", float("nan")))
     fig, ax = plt.subplots(figsize=(min(16, max(6, 0.3 * len(labels))), 4.5))
     xs = range(len(labels))
     ax.bar(list(xs), [m / a for m, a in zip(manual, auto)], 0.7, label="manual / autodiff")
+    ax.plot(list(xs), noise, "k_", markersize=8, label="A/A: manual / manual (noise floor)")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(list(xs), [label.replace("\n", " ") for label in labels], fontsize=6, rotation=90)
     ax.set_ylabel("step time ratio (median)")
