@@ -18,6 +18,9 @@ What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
 - the batch layout with ``delta.T`` materialised for the dW dots (``dW.T = delta.T @ a`` on YNNPACK, then
   transposed into the optimizer): 2x64x128 1.02-1.03 (first layer only: 1.00-1.02), 3x256x1024 1.24-1.27
   (first layer only: 1.10-1.13); Eigen's dW dot, as autodiff has it, was the fastest on both;
+- an optimization barrier making each layer's delta dot wait for its dW dot (so that one dot at a
+  time has both cores): 3-5 % faster when first measured with one instance per variant; 219.3 vs 219.3 ms
+  with two instances each, pooled (4x1024x4096, sgd), so it was removed;
 - a mixed layout, the forward pass in the batch layout and the deltas in the feature layout (every dot
   in YNNPACK's form with no transpose materialised; the ReLU mask and the weight gradients read their
   operands transposed inside fused kernels): 2x64x128 1.01-1.02, 3x256x1024 1.26-1.28, so not used;
