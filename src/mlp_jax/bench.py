@@ -326,6 +326,15 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
 PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 1024, 1024))  # (m, k, n); the last is `large`'s
 
 
+def _dot_operands(m: int, k: int, n: int, dtype):
+    """Random (m, k) and (k, n) matrices of `dtype`, the same in every measurement of that shape."""
+    import jax
+    import jax.numpy as jnp
+
+    return (jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype),
+            jax.random.normal(jax.random.key(2), (k, n), jnp.float32).astype(dtype))
+
+
 def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
                  shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES) -> dict[str, Any]:
     """The best FLOP/s of a jitted ``jnp.dot`` over a few square and MLP-shaped matmuls, per dtype."""
@@ -337,10 +346,7 @@ def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
         dtype = jnp.dtype(name)
         best, per_shape = 0.0, {}
         for m, k, n in shapes:
-            a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
-            b = jax.random.normal(jax.random.key(2), (k, n), jnp.float32).astype(dtype)
-            dot = jax.jit(jnp.dot)
-            case = _Case(dot, (a, b))
+            case = _Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype))
             case.first()
             inner = _calibrate(case.call, min_sample)
             seconds = min(_sample(case.call, inner) for _ in range(repeats))
@@ -365,12 +371,11 @@ def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
     params, x, y = make_problem(config)
     dtype = jnp.dtype(config.dtype)
     optimizer = optax.sgd(0.01)
+    copies = [_copy(params) for _ in range(INSTANCES)]
     cases = {"step": [_Case(make_update(optimizer, grad="manual", activation="relu", loss=config.loss),
-                            (p, optimizer.init(p), x, y), carry=2) for p in (_copy(params), _copy(params))]}
+                            (p, optimizer.init(p), x, y), carry=2) for p in copies]}
     for m, k, n in shapes:
-        a = jax.random.normal(jax.random.key(1), (m, k), jnp.float32).astype(dtype)
-        b = jax.random.normal(jax.random.key(2), (k, n), jnp.float32).astype(dtype)
-        cases[f"{m}x{k}x{n}"] = [_Case(jax.jit(jnp.dot), (a, b)) for _ in range(INSTANCES)]
+        cases[f"{m}x{k}x{n}"] = [_Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
     timed = _compare(cases, repeats, min_sample)
     step = matmul_flops(config.sizes, config.batch)["step"] / timed["step"]["step_s"]["median"] / 1e9
     dots = {name: 2 * math.prod(int(v) for v in name.split("x")) / timed[name]["step_s"]["median"] / 1e9
