@@ -80,9 +80,9 @@ def backward(
         a_prev = cache.inputs[l]
         deltas.append(delta)
         w_grad = dot(a_prev, delta, batch_axis, batch_axis)  # (d_in, d_out)
-        w = params[l].w
         grads.append(Layer(w=w_grad, b=jnp.sum(delta, axis=batch_axis)))
         if l > 0:
+            w = params[l].w
             back = dot(w, delta, 1, 0) if feature else dot(delta, w, 1, 1)
             delta = back * dphi(cache.pre_activations[l - 1])
     return tuple(reversed(grads)), tuple(reversed(deltas))

@@ -196,8 +196,12 @@ def _compare(cases: dict[str, list[_Case]], repeats: int, min_sample: float) -> 
     life of the process (where they sit in memory); a single instance per name put that into the ratio,
     and the A/A ratio of two instances (``noise_floor_ratio`` in `bench_config`) shows its size.
     """
-    order = [(name, i) for i in range(max(len(v) for v in cases.values()))
-             for name in (list(cases) if i % 2 == 0 else list(cases)[::-1]) if i < len(cases[name])]
+    names = list(cases)
+    count = len(cases[names[0]])
+    if any(len(instances) != count for instances in cases.values()):
+        counts = {n: len(v) for n, v in cases.items()}
+        raise ValueError(f"every name needs the same number of instances, got {counts}")
+    order = [(name, i) for i in range(count) for name in (names if i % 2 == 0 else names[::-1])]
     with _gc_paused():
         first = {key: cases[key[0]][key[1]].first() for key in order}
         inner = {name: _calibrate(instances[0].call, min_sample) for name, instances in cases.items()}
@@ -207,11 +211,11 @@ def _compare(cases: dict[str, list[_Case]], repeats: int, min_sample: float) -> 
                 case = cases[name][i]
                 samples[name, i].append(_sample(case.call, inner[name]) / case.steps_per_call)
     result = {}
-    for name, instances in cases.items():
-        pooled = [t for i in range(len(instances)) for t in samples[name, i]]
+    for name in names:
+        pooled = [t for i in range(count) for t in samples[name, i]]
         result[name] = dict(first[name, 0], step_s=_summary(pooled), calls_per_sample=inner[name],
-                            instance_medians_s=[statistics.median(samples[name, i]) for i in range(len(instances))],
-                            instance_compile_s=[first[name, i]["compile_s"] for i in range(len(instances))])
+                            instance_medians_s=[statistics.median(samples[name, i]) for i in range(count)],
+                            instance_compile_s=[first[name, i]["compile_s"] for i in range(count)])
     return result
 
 
@@ -374,12 +378,12 @@ def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
     copies = [_copy(params) for _ in range(INSTANCES)]
     cases = {"step": [_Case(make_update(optimizer, grad="manual", activation="relu", loss=config.loss),
                             (p, optimizer.init(p), x, y), carry=2) for p in copies]}
-    for m, k, n in shapes:
-        cases[f"{m}x{k}x{n}"] = [_Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
+    dot_flops = {f"{m}x{k}x{n}": 2 * m * k * n for m, k, n in shapes}
+    for (m, k, n), name in zip(shapes, dot_flops):
+        cases[name] = [_Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
     timed = _compare(cases, repeats, min_sample)
     step = matmul_flops(config.sizes, config.batch)["step"] / timed["step"]["step_s"]["median"] / 1e9
-    dots = {name: 2 * math.prod(int(v) for v in name.split("x")) / timed[name]["step_s"]["median"] / 1e9
-            for name in cases if name != "step"}
+    dots = {name: flops / timed[name]["step_s"]["median"] / 1e9 for name, flops in dot_flops.items()}
     return {"config": config.name, "dtype": config.dtype, "step_gflops_per_s": step,
             "jnp_dot_gflops_per_s": dots, "fraction_of_jnp_dot": step / max(dots.values())}
 
