@@ -29,7 +29,8 @@ TRIM_THRESHOLD = 2**31 - 1  # bytes free at the top of the heap before any goes 
 
 SETTINGS = {"arena_max": 1, "mmap_max": 0, "trim_threshold": TRIM_THRESHOLD}
 # the same settings for a process started with them (glibc reads these at start-up)
-MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+MALLOC_ENV = {"MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]), "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
+              "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"])}
 
 
 def _jax_backend_started() -> bool:
