@@ -62,6 +62,24 @@ def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("spec", ["2x32x64", "2x512x1024"], ids=["batch-layout", "feature-layout"])
+def test_step_matmuls_are_the_analytic_count(spec):
+    """The dot_generals traced out of a manual sgd step carry exactly `matmul_flops`' count, in both
+    layouts (every dot here is above `TINY_DOT`, so none is a broadcast product)."""
+    import optax
+
+    from mlp_jax.train import make_step
+
+    config = bench.parse_config(spec)
+    params, x, y = bench.make_problem(config)
+    optimizer = optax.sgd(0.01)
+    step = make_step(optimizer, activation="relu", loss=config.loss)
+    matmuls = bench.step_matmuls(step, params, optimizer.init(params), x, y)
+    layers = len(config.sizes) - 1
+    assert len(matmuls) == 3 * layers - 1  # forward and dW for every layer, delta for all but the first
+    assert sum(m.flops for m in matmuls) == bench.matmul_flops(config.sizes, config.batch)["step"]
+
+
 def test_side_by_side_peak_compares_like_with_like():
     config = bench.parse_config("1x8x16")
     side = bench.side_by_side_peak(config, repeats=2, min_sample=0.001, shapes=((16, 8, 8), (8, 8, 8)))
@@ -69,6 +87,10 @@ def test_side_by_side_peak_compares_like_with_like():
     assert side["step_gflops_per_s"] > 0 and all(v > 0 for v in side["jnp_dot_gflops_per_s"].values())
     assert side["fraction_of_jnp_dot"] == pytest.approx(
         side["step_gflops_per_s"] / max(side["jnp_dot_gflops_per_s"].values()))
+    assert side["matmul_count"] >= 1 and side["matmuls_alone_s"] > 0
+    assert side["step_over_matmuls_alone"] == pytest.approx(side["step_s"] / side["matmuls_alone_s"])
+    assert "matmuls alone" in bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
+                                              "peak_side_by_side": side})
     results = {"configs": {}, "peak_side_by_side": side}
     (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
     assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)

@@ -16,7 +16,8 @@ function give an A/A ratio, the noise floor of every manual / autodiff ratio. Py
 collector is paused while clocks run. FLOPs are the analytic matmul count next to XLA's
 ``cost_analysis()``; memory is ``memory_analysis()`` of each compiled step plus the peak RSS of a
 training process with and without donation. ``jnp.dot`` is also timed side by side with the large
-config's step (`side_by_side_peak`), which takes the machine's drift out of the fraction of peak.
+config's step and with that step's own matmuls alone (`side_by_side_peak`), which takes the machine's
+drift out of the fraction of peak and splits the gap into slower matmul shapes and the work between them.
 The matmul peaks of numpy and PyTorch, and the peer
 libraries, each run in their own process (``benchmarks/peers/``), since thread pools of different
 libraries slow each other down when they share one.
@@ -360,32 +361,91 @@ def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
     return out
 
 
+class _Matmul(NamedTuple):
+    """One ``dot_general`` of a traced function: its operands' shapes and dtypes, and how it contracts."""
+
+    lhs: Any  # jax.ShapeDtypeStruct
+    rhs: Any
+    dimension_numbers: Any
+    flops: int
+
+
+def step_matmuls(fn: Callable, *args) -> list[_Matmul]:
+    """Every ``dot_general`` that tracing ``fn(*args)`` performs (nested jaxprs included), in order."""
+    import jax
+
+    found: list[_Matmul] = []
+
+    def walk(jaxpr) -> None:
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                lhs, rhs = (jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in eqn.invars)
+                (contract, _), _ = eqn.params["dimension_numbers"]
+                k = math.prod(lhs.shape[d] for d in contract)
+                found.append(_Matmul(lhs, rhs, eqn.params["dimension_numbers"],
+                                     2 * k * math.prod(eqn.outvars[0].aval.shape)))
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    inner = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr holds a Jaxpr
+                    if hasattr(inner, "eqns"):
+                        walk(inner)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+def _matmuls_alone(matmuls: Sequence[_Matmul]) -> tuple[Callable, tuple]:
+    """A jitted function doing just `matmuls` (nothing between them), and random operands for it."""
+    import jax
+    from jax import lax
+
+    keys = iter(jax.random.split(jax.random.key(3), 2 * len(matmuls)))
+    operands = tuple((jax.random.normal(next(keys), m.lhs.shape, "float32").astype(m.lhs.dtype),
+                      jax.random.normal(next(keys), m.rhs.shape, "float32").astype(m.rhs.dtype))
+                     for m in matmuls)
+
+    def run(operands):
+        return [lax.dot_general(a, b, m.dimension_numbers) for m, (a, b) in zip(matmuls, operands)]
+
+    return jax.jit(run), (operands,)
+
+
 def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
                       shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES) -> dict[str, Any]:
-    """The manual sgd step of `config` and a jitted ``jnp.dot`` on each of `shapes`, timed alternately
-    (`_compare`, two instances each): the step's FLOP/s over the best dot's, both medians of samples taken
-    side by side. The run's peak (`jnp_dot_peak`) is the fastest sample at the start or the end of the
-    run, minutes away from the step; on a shared machine that moves by 5-10 %."""
+    """The manual sgd step of `config`, the step's own matmuls alone (the same shapes and contractions,
+    nothing between them) and a jitted ``jnp.dot`` on each of `shapes`, timed alternately (`_compare`,
+    two instances each): the step's FLOP/s over the best dot's, all medians of samples taken side by
+    side. The run's peak (`jnp_dot_peak`) is the fastest sample at the start or the end of the run,
+    minutes away from the step; on a shared machine that moves by 5-10 %. The matmuls alone split the
+    gap: how fast the step's matmul shapes can go, and what the rest of the step costs."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from .train import make_update
+    from .train import make_step, make_update
 
     params, x, y = make_problem(config)
     dtype = jnp.dtype(config.dtype)
     optimizer = optax.sgd(0.01)
+    step_fn = make_step(optimizer, grad="manual", activation="relu", loss=config.loss)
+    matmuls = step_matmuls(step_fn, params, optimizer.init(params), x, y)
     copies = [_copy(params) for _ in range(INSTANCES)]
     cases = {"step": [_Case(make_update(optimizer, grad="manual", activation="relu", loss=config.loss),
-                            (p, optimizer.init(p), x, y), carry=2) for p in copies]}
+                            (p, optimizer.init(p), x, y), carry=2) for p in copies],
+             "matmuls": [_Case(*_matmuls_alone(matmuls)) for _ in range(INSTANCES)]}
     dot_flops = {f"{m}x{k}x{n}": 2 * m * k * n for m, k, n in shapes}
     for (m, k, n), name in zip(shapes, dot_flops):
         cases[name] = [_Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
     timed = _compare(cases, repeats, min_sample)
-    step = matmul_flops(config.sizes, config.batch)["step"] / timed["step"]["step_s"]["median"] / 1e9
-    dots = {name: flops / timed[name]["step_s"]["median"] / 1e9 for name, flops in dot_flops.items()}
+    median = {name: timed[name]["step_s"]["median"] for name in cases}
+    step = matmul_flops(config.sizes, config.batch)["step"] / median["step"] / 1e9
+    dots = {name: flops / median[name] / 1e9 for name, flops in dot_flops.items()}
+    alone = sum(m.flops for m in matmuls) / median["matmuls"] / 1e9
     return {"config": config.name, "dtype": config.dtype, "step_gflops_per_s": step,
-            "jnp_dot_gflops_per_s": dots, "fraction_of_jnp_dot": step / max(dots.values())}
+            "jnp_dot_gflops_per_s": dots, "fraction_of_jnp_dot": step / max(dots.values()),
+            "step_s": median["step"], "matmuls_alone_s": median["matmuls"], "matmul_count": len(matmuls),
+            "matmuls_alone_gflops_per_s": alone, "matmuls_alone_fraction_of_jnp_dot": alone / max(dots.values()),
+            "step_over_matmuls_alone": median["step"] / median["matmuls"]}
 
 
 def _run_worker(script: str, request: dict, *, env: dict | None = None, timeout: float = 600) -> dict[str, Any]:
@@ -718,6 +778,13 @@ def markdown(results: dict) -> str:
                   "alternating samples)", "",
                   f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
                   f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot."]
+        if "matmuls_alone_s" in side:
+            lines += ["", f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
+                      f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
+                      f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
+                      f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
+                      f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
+                      "the work between them (bias, activation, masks, loss, optimizer, transposes)."]
     lines += ["", "## FLOPs and memory per compiled step (manual / autodiff)", "",
               "| config | kind | analytic GFLOP | XLA cost_analysis GFLOP (m/a) | temp MiB (m/a) | argument MiB | "
               "output MiB | alias MiB (m/a) | temp MiB, no donation |", "|---|---|---|---|---|---|---|---|---|"]
