@@ -9,7 +9,9 @@ copy) with its start and end in ms from the step's first thunk and the thread it
 shorter than ``--min-ms`` left out. Then the step's wall time split three ways: some matmul thunk
 running, only other thunks running, nothing running. A thunk is a matmul when its HLO instruction is
 or fuses a ``dot``. Library matmuls spread their work over XLA's thread pool; the timeline shows the
-thread that started each one. The profiler adds a few percent; use the bench for times.
+thread that started each one. Matmuls that XLA hands to Eigen (thunks named ``dot...``, such as the
+batch layout's weight gradients) run asynchronously: their event covers only the launch, and their
+work shows as idle time. The profiler adds a few percent; use the bench for times.
 
 What it showed for ``large`` (4x1024, batch 4096, float32, manual sgd, 2-core CPU), 2026-11-28:
 the forward pass runs one matmul at a time at 430-470 GFLOP/s with ~0.5 ms of bias + ReLU after
