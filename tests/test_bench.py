@@ -94,3 +94,25 @@ def test_side_by_side_peak_compares_like_with_like():
     results = {"configs": {}, "peak_side_by_side": side}
     (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
     assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)
+
+
+@pytest.mark.parametrize("device_bytes, where, met", [
+    (None, "process", False),  # the CPU: no device allocator stats, the RSS decides (more with donation here)
+    ((100, 200), "device", True),  # an accelerator: its own peak decides, whatever the host RSS did
+])
+def test_donation_target_reads_the_device_memory_where_measured(device_bytes, where, met):
+    donate = {"rss_peak_bytes": 5 << 20, "train_peak_bytes": 3 << 20}
+    keep = {"rss_peak_bytes": 4 << 20, "train_peak_bytes": 2 << 20}
+    if device_bytes:
+        donate["device_peak_bytes"], keep["device_peak_bytes"] = (n << 20 for n in device_bytes)
+    results = {"configs": {}, "memory_peak": {"config": "large", "donate": donate, "no_donation": keep}}
+    (target,) = [t for t in bench.check_targets(results) if "donation" in t["target"]]
+    assert f"peak {where} memory" in target["target"] and target["met"] is met
+
+
+def test_peers_table_says_where_each_library_ran():
+    peers = {"mlp_jax": {"version": "0.1.0", "device": "gpu", "configs": {"large": {"step_s": {"median": 0.01}}}},
+             "torch": {"version": "2.x", "device": "cpu", "configs": {"large": {"step_s": {"median": 0.4}}}}}
+    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
+    assert "| library | version | device | large |" in text
+    assert "| mlp_jax | 0.1.0 | gpu | 100.0 (10) |" in text and "| torch | 2.x | cpu |" in text

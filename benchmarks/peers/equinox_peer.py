@@ -7,7 +7,7 @@ import optax
 from _common import answer, hidden, request, time_steps
 
 req = request()
-result = {"version": eqx.__version__, "configs": {}}
+result = {"version": eqx.__version__, "device": jax.default_backend(), "configs": {}}
 for config in req["configs"]:
     d_in, width, depth, d_out = hidden(config)
     dtype = jnp.dtype(config["dtype"])

@@ -8,7 +8,7 @@ from _common import answer, hidden, request, time_steps
 from flax import nnx
 
 req = request()
-result = {"version": flax.__version__, "configs": {}}
+result = {"version": flax.__version__, "device": jax.default_backend(), "configs": {}}
 
 
 class MLP(nnx.Module):

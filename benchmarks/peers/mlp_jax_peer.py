@@ -14,7 +14,7 @@ from mlp_jax.bench import Config, make_problem
 from mlp_jax.train import init_train_state, make_evaluate, make_train_epoch, make_update
 
 req = request()
-result = {"version": mj.__version__}
+result = {"version": mj.__version__, "device": jax.default_backend()}
 
 
 def problem(config: dict):

@@ -6,7 +6,7 @@ from _common import answer, hidden, matmul_peak, request, time_steps
 req = request()
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 torch.manual_seed(0)
-result = {"version": torch.__version__, "threads": torch.get_num_threads()}
+result = {"version": torch.__version__, "device": "cpu", "threads": torch.get_num_threads()}  # eager on the CPU, always
 if req["mode"] == "peak":
     result.update(matmul_peak(torch.matmul, lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype]),
                               lambda out: None, req["dtypes"], req["repeats"], req["min_sample"], req["shapes"]))
