@@ -557,6 +557,8 @@ def environment() -> dict[str, Any]:
         "env": {k: v for k, v in os.environ.items()
                 if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "MALLOC_"))},
         "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        # None = each backend's default; on recent NVIDIA GPUs that lets float32 matmuls use TF32
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
         "load_average_1min": _load_average(),
     }
 
@@ -743,6 +745,7 @@ def markdown(results: dict) -> str:
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         + f"; XLA_FLAGS={env['xla_flags'] or '(none)'}; malloc "
         + (" ".join(f"{k}={v}" for k, v in env.get("env", {}).items() if k.startswith("MALLOC_")) or "glibc defaults")
+        + f"; matmul precision {env.get('jax_default_matmul_precision') or 'backend default'}"
         + f"; load average at start {env.get('load_average_1min')}; "
         f"wall {results.get('wall_s', 0):.0f} s.",
         "",
