@@ -116,3 +116,22 @@ def test_peers_table_says_where_each_library_ran():
     text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
     assert "| library | version | device | large |" in text
     assert "| mlp_jax | 0.1.0 | gpu | 100.0 (10) |" in text and "| torch | 2.x | cpu |" in text
+
+
+def test_peak_shapes_grow_on_an_accelerator():
+    assert bench.peak_shapes_for("cpu") == bench.PEAK_SHAPES
+    assert bench.peak_shapes_for("cpu", quick=True) == bench.PEAK_SHAPES[::2]
+    assert bench.peak_shapes_for("gpu")[-1] == (8192, 8192, 8192)
+
+
+@pytest.mark.parametrize("platform, torch_device, practical", [
+    ("cpu", "cpu", 300.0),  # the best of numpy's and torch's
+    ("gpu", "cuda", 200.0),  # torch on the same GPU
+    ("gpu", "cpu", None),  # a CPU-only torch says nothing about the GPU, and neither does numpy
+])
+def test_practical_peak_is_measured_on_the_same_device(platform, torch_device, practical):
+    results = {"environment": {"device": {"platform": platform}},
+               "peaks": {"jnp_dot": {"float32": {"gflops_per_s": 250.0}},
+                         "numpy": {"float32": {"gflops_per_s": 300.0}},
+                         "torch": {"device": torch_device, "float32": {"gflops_per_s": 200.0}}}}
+    assert bench._practical_peak(results, "float32") == (250.0, practical)

@@ -1,4 +1,7 @@
-"""PyTorch CPU eager: its matmul peak (mode "peak"), or an sgd step per config (mode "steps")."""
+"""PyTorch eager: its matmul peak (mode "peak"), or an sgd step per config (mode "steps").
+
+On the CPU unless the request asks for "cuda" (the bench does when JAX runs on a GPU) and this PyTorch
+has CUDA; the answer says which device it used."""
 
 import torch
 from _common import answer, hidden, matmul_peak, request, time_steps
@@ -6,10 +9,15 @@ from _common import answer, hidden, matmul_peak, request, time_steps
 req = request()
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 torch.manual_seed(0)
-result = {"version": torch.__version__, "device": "cpu", "threads": torch.get_num_threads()}  # eager on the CPU, always
+device = "cuda" if req.get("device") == "cuda" and torch.cuda.is_available() else "cpu"
+sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+if device == "cuda":  # float32 matmuls in TF32, as JAX's default precision runs them on a GPU
+    torch.set_float32_matmul_precision("high")
+result = {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
+          "float32_matmul_precision": torch.get_float32_matmul_precision()}
 if req["mode"] == "peak":
-    result.update(matmul_peak(torch.matmul, lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype]),
-                              lambda out: None, req["dtypes"], req["repeats"], req["min_sample"], req["shapes"]))
+    result.update(matmul_peak(torch.matmul, lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype], device=device),
+                              lambda out: sync(), req["dtypes"], req["repeats"], req["min_sample"], req["shapes"]))
 else:
     result["configs"] = {}
     for config in req["configs"]:
@@ -18,10 +26,10 @@ else:
         layers = []
         for a, b in zip(config["sizes"][:-1], config["sizes"][1:]):
             layers += [torch.nn.Linear(a, b, dtype=dtype), torch.nn.ReLU()]
-        model = torch.nn.Sequential(*layers[:-1])
+        model = torch.nn.Sequential(*layers[:-1]).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-        x = torch.randn(config["batch"], d_in, dtype=dtype)
-        y = torch.randint(0, d_out, (config["batch"],))
+        x = torch.randn(config["batch"], d_in, dtype=dtype, device=device)
+        y = torch.randint(0, d_out, (config["batch"],), device=device)
         loss_fn = torch.nn.CrossEntropyLoss()
 
         def step():

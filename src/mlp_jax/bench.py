@@ -329,6 +329,13 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
 
 
 PEAK_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 1024, 1024))  # (m, k, n); the last is `large`'s
+ACCELERATOR_PEAK_SHAPES = ((8192, 8192, 8192),)  # a GPU needs this much work per matmul to near its peak
+
+
+def peak_shapes_for(platform: str, quick: bool = False) -> tuple[tuple[int, int, int], ...]:
+    """The matmul shapes whose best FLOP/s is the peak on `platform` (``jax.default_backend()``)."""
+    shapes = PEAK_SHAPES[::2] if quick else PEAK_SHAPES
+    return shapes if platform == "cpu" else shapes + ACCELERATOR_PEAK_SHAPES
 
 
 def _dot_operands(m: int, k: int, n: int, dtype):
@@ -489,10 +496,11 @@ def memory_peaks(config: Config) -> dict[str, Any]:
 
 
 def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, repeats: int,
-              min_sample: float) -> dict[str, Any]:
-    """Steps/s of an sgd step per config for each library, its processes alternating round by round."""
+              min_sample: float, torch_device: str = "cpu") -> dict[str, Any]:
+    """Steps/s of an sgd step per config for each library, its processes alternating round by round
+    (PyTorch on `torch_device` where it has it)."""
     request = {"mode": "steps", "configs": [c._asdict() for c in configs], "repeats": repeats,
-               "min_sample": min_sample}
+               "min_sample": min_sample, "device": torch_device}
     runs: dict[str, list] = {peer: [] for peer in peers}
     for _ in range(rounds):
         for peer in peers:
@@ -593,6 +601,7 @@ def run(
     results: dict[str, Any] = {"environment": environment(), "settings": {
         "repeats": repeats, "min_sample_s": min_sample, "peers": list(peers), "peer_rounds": peer_rounds}}
     log(f"device: {results['environment']['device']}  cpu: {results['environment']['cpu']}")
+    torch_device = "cpu" if results["environment"]["device"]["platform"] == "cpu" else "cuda"  # where torch has it
     started = _now()
     dtypes = sorted({c.dtype for c in configs}, key=DTYPES.index)
     if peaks:
@@ -600,7 +609,7 @@ def run(
         results["peaks"] = {"jnp_dot": jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)}
         request = {"dtypes": dtypes, "min_sample": min_sample, "repeats": 3, "shapes": [list(s) for s in peak_shapes]}
         results["peaks"]["numpy"] = _run_worker("numpy_peak.py", request, env=_numpy_env())
-        results["peaks"]["torch"] = _run_worker("torch_peer.py", dict(request, mode="peak"))
+        results["peaks"]["torch"] = _run_worker("torch_peer.py", dict(request, mode="peak", device=torch_device))
     results["configs"] = {}
     for config in configs:
         log(f"config {config.name}: sizes {list(config.sizes)} batch {config.batch} {config.dtype}")
@@ -629,7 +638,7 @@ def run(
     if peers and standard:
         log(f"peers: {', '.join(peers)} x {peer_rounds} rounds")
         results["peers"] = run_peers(standard, peers, rounds=peer_rounds, repeats=max(3, repeats // 2),
-                                     min_sample=min_sample)
+                                     min_sample=min_sample, torch_device=torch_device)
     if digits:
         log("digits: time to 95% test accuracy, mlp-jax vs sklearn MLPClassifier")
         results["digits"] = digits_time_to_accuracy(0.95, 100)
@@ -644,9 +653,10 @@ def _practical_peak(results: dict, dtype: str) -> tuple[float | None, float | No
     """(jnp.dot's peak, the best of numpy's and torch's) in GFLOP/s for `dtype`, None where unmeasured."""
     peaks = results.get("peaks", {})
     dot = peaks.get("jnp_dot", {}).get(dtype, {}).get("gflops_per_s")
-    if results["environment"]["device"]["platform"] != "cpu":
-        return dot, None  # numpy's and torch's peaks are the host CPU's, not the accelerator's
-    others = [peaks.get(lib, {}).get(dtype, {}).get("gflops_per_s") for lib in ("numpy", "torch")]
+    # on an accelerator only PyTorch's peak on that accelerator counts; numpy's is the host CPU's
+    libs = ("numpy", "torch") if results["environment"]["device"]["platform"] == "cpu" else (
+        ("torch",) if peaks.get("torch", {}).get("device") == "cuda" else ())
+    others = [peaks.get(lib, {}).get(dtype, {}).get("gflops_per_s") for lib in libs]
     others = [v for v in others if v]
     return dot, (max(others) if others else None)
 
@@ -761,6 +771,7 @@ def markdown(results: dict) -> str:
         for lib, entry in results["peaks"].items():
             cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in DTYPES]
             note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
+            note += f" on {entry['device']}" if entry.get("device") else ""
             lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
         lines.append("")
     lines += ["## Manual backprop vs autodiff", "",
@@ -971,6 +982,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
         keep_freed_memory()
         os.environ.update(MALLOC_ENV)
+    import jax
 
     def kinds_for(config: Config) -> Sequence[str]:
         if config.name in STANDARD and config.name != "large":
@@ -985,7 +997,7 @@ def run_cli(args: argparse.Namespace) -> int:
     results = run(out, configs, repeats=repeats, min_sample=min_sample, kinds_for=kinds_for,
                   peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
                   peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
-                  peak_shapes=PEAK_SHAPES[::2] if quick else PEAK_SHAPES,
+                  peak_shapes=peak_shapes_for(jax.default_backend(), quick),
                   memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots, log=log)
     print((out / "results.md").read_text())
     del results
