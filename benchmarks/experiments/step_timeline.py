@@ -68,7 +68,8 @@ def thunk_events(trace_dir: str) -> tuple[list[float], list[tuple[float, float, 
 
 def split_wall_time(events, is_matmul) -> dict[str, float]:
     """ms of the span with a matmul thunk running, with only other thunks, and with none."""
-    points = sorted([(s, 1, is_matmul(n)) for s, _, _, n in events] + [(e, -1, is_matmul(n)) for _, e, _, n in events])
+    points = sorted([(s, 1, is_matmul(n)) for s, _, _, n in events]
+                    + [(e, -1, is_matmul(n)) for _, e, _, n in events])
     out, running, last = collections.Counter(), collections.Counter(), points[0][0]
     for t, change, matmul in points:
         state = "matmul" if running[True] else "other only" if running[False] else "idle"
@@ -120,7 +121,8 @@ def main() -> None:
     for start, end, thread, name in step:
         if (end - start) / 1e6 >= args.min_ms:
             mark = " (matmul)" if name in matmul_names else ""
-            print(f"{(start - t0) / 1e6:8.2f} {(end - t0) / 1e6:8.2f} {(end - start) / 1e6:7.2f} {thread:>6}  {name}{mark}")
+            print(f"{(start - t0) / 1e6:8.2f} {(end - t0) / 1e6:8.2f} {(end - start) / 1e6:7.2f} "
+                  f"{thread:>6}  {name}{mark}")
     split = split_wall_time(step, lambda n: n in matmul_names)
     print("wall ms: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
 

@@ -650,7 +650,8 @@ def run(
 
 
 def _practical_peak(results: dict, dtype: str) -> tuple[float | None, float | None]:
-    """(jnp.dot's peak, the best of numpy's and torch's) in GFLOP/s for `dtype`, None where unmeasured."""
+    """(jnp.dot's peak, the best of numpy's and torch's) in GFLOP/s for `dtype`, None where unmeasured;
+    on an accelerator, torch's peak only if it ran on that accelerator."""
     peaks = results.get("peaks", {})
     dot = peaks.get("jnp_dot", {}).get(dtype, {}).get("gflops_per_s")
     # on an accelerator only PyTorch's peak on that accelerator counts; numpy's is the host CPU's
@@ -849,7 +850,8 @@ def markdown(results: dict) -> str:
             for n in names:
                 c = entry["configs"].get(n)
                 cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
-            lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | " + " | ".join(cells) + " |")
+            lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | "
+                         + " | ".join(cells) + " |")
     if results.get("digits"):
         lines += ["", "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)", "",
                   "| library | seconds | epochs | final test accuracy |", "|---|---|---|---|"]
