@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import mlp_jax as mj
 from mlp_jax import losses
 from mlp_jax.backprop import backward, forward_with_cache
-from mlp_jax.matmul import TINY_DOT, choose_layout, dot
+from mlp_jax.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_batch_parts, choose_layout, dot
 
 TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
 
@@ -37,17 +37,20 @@ def test_tiny_dot_is_a_fused_product_and_large_one_a_dot():
     assert "dot_general" in str(large)
 
 
-backprop_jit = jax.jit(mj.backprop, static_argnums=(3, 4), static_argnames="layout")
+backprop_jit = jax.jit(mj.backprop, static_argnums=(3, 4), static_argnames=("layout", "batch_parts"))
 autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
 
 
 @pytest.mark.parametrize("layout", ["batch", "feature"])
 @settings(max_examples=25, deadline=None)
-@given(problem=problems(max_depth=4, max_width=40, max_batch=40), activation=st.sampled_from(["relu", "tanh", "gelu"]))
-def test_every_layout_matches_autodiff(layout, problem, activation):
-    """Both layouts, mixing tiny (fused product) and real dots, against jax.grad."""
+@given(problem=problems(max_depth=4, max_width=40, max_batch=40), activation=st.sampled_from(["relu", "tanh", "gelu"]),
+       parts=st.integers(1, 4))
+def test_every_layout_matches_autodiff(layout, problem, activation, parts):
+    """Both layouts, mixing tiny (fused product) and real dots, with the batch whole or cut into parts
+    (the last ones uneven or single examples), against jax.grad."""
     params, x, y, loss, weight = make_problem(**problem)
-    value, grads = backprop_jit(params, x, y, activation, loss, weight, layout=layout)
+    parts = min(parts, x.shape[0])
+    value, grads = backprop_jit(params, x, y, activation, loss, weight, layout=layout, batch_parts=parts)
     value_ad, grads_ad = autodiff_jit(params, x, y, activation, loss, weight)
     tol = TOLERANCE[problem["dtype"]]
     np.testing.assert_allclose(value, value_ad, rtol=tol)
@@ -81,6 +84,28 @@ def test_auto_layout_rule():
     assert choose_layout("auto", big, 4096, jnp.float64) == "batch"  # XLA:CPU's fast path is float32
     assert choose_layout("auto", [784, 10], 4096, jnp.float32) == "batch"  # no hidden layer
     assert choose_layout("feature", [2, 3], 1, jnp.float64) == "feature"
+
+
+def test_batch_parts_rule_and_bounds():
+    assert choose_batch_parts("auto", "feature", PARTS_MIN_BATCH) == (2 if jax.device_count() == 1 else 1)
+    assert choose_batch_parts("auto", "feature", PARTS_MIN_BATCH - 1) == 1
+    assert choose_batch_parts("auto", "batch", 8 * PARTS_MIN_BATCH) == 1
+    assert choose_batch_parts(3, "batch", 7) == 3
+    assert batch_bounds(7, 3) == [(0, 2), (2, 4), (4, 7)] and batch_bounds(5, 1) == [(0, 5)]
+    for bad in (0, 8, -1, "two", 2.0, True):
+        with pytest.raises(ValueError, match=r"batch_parts must be 'auto' or an int in \[1, batch=7\]"):
+            choose_batch_parts(bad, "batch", 7)
+
+
+def test_batch_parts_change_only_rounding_in_float64():
+    """Cut into parts, the pass joins the logits for the loss and sums the parts' gradients: the
+    result is the whole batch's, weights and all, to float64 rounding."""
+    params, x, y, loss, weight = make_problem(3, [5, 7, 6, 3], 11, "softmax_int", jnp.float64, True)
+    whole = backprop_jit(params, x, y, "tanh", loss, weight, layout="feature", batch_parts=1)
+    for parts in (2, 3, 11):
+        cut = backprop_jit(params, x, y, "tanh", loss, weight, layout="feature", batch_parts=parts)
+        np.testing.assert_allclose(cut[0], whole[0], rtol=1e-13)
+        assert tree_max_rel_error(cut[1], whole[1]) <= 1e-12
 
 
 def test_unknown_layout_is_a_clear_error():

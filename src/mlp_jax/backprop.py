@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from .activations import get_activation
 from .losses import get_loss, reduce, scaled_grad_logits
-from .matmul import choose_layout, dot, materialize
+from .matmul import batch_bounds, choose_batch_parts, choose_layout, dot, materialize
 from .model import check_problem
 from .params import Layer, Params, layer_sizes
 
@@ -47,21 +47,31 @@ def _check_layout(layout: str) -> None:
 
 def forward_with_cache(params: Params, x: Array, activation: str, layout: str = "batch") -> ForwardCache:
     """The forward pass, keeping every layer's input and every hidden pre-activation."""
+    return _forward_parts(params, (x,), activation, layout)[0]
+
+
+def _forward_parts(params: Params, xs: tuple[Array, ...], activation: str, layout: str) -> list[ForwardCache]:
+    """`forward_with_cache` of each batch part in `xs`, one independent chain each; in the feature
+    layout the weights are transposed once for all of them."""
     _check_layout(layout)
     phi = get_activation(activation).fn
     if layout == "batch":
-        a, weights = x, tuple(layer.w for layer in params)
+        inputs, weights = xs, tuple(layer.w for layer in params)
         affine = lambda a, w, b: dot(a, w, 1, 0) + b[None, :]  # (B, d_out)
     else:
-        a, weights = materialize((x.T, tuple(layer.w.T for layer in params)))  # (d_0, B), (d_out, d_in) each
-        affine = lambda a, w_t, b: dot(w_t, a, 1, 0) + b[:, None]  # (d_out, B)
-    inputs, pre_activations = [a], []
-    for layer, w in zip(params[:-1], weights[:-1]):
-        z = affine(inputs[-1], w, layer.b)
-        pre_activations.append(z)
-        inputs.append(phi(z))
-    logits = affine(inputs[-1], weights[-1], params[-1].b)
-    return ForwardCache(tuple(inputs), tuple(pre_activations), logits if layout == "batch" else logits.T)
+        inputs, weights = materialize((tuple(x.T for x in xs), tuple(layer.w.T for layer in params)))
+        affine = lambda a, w_t, b: dot(w_t, a, 1, 0) + b[:, None]  # (d_out, B); a (d_0, B), w_t (d_out, d_in)
+    caches = []
+    for a in inputs:
+        layer_inputs, pre_activations = [a], []
+        for layer, w in zip(params[:-1], weights[:-1]):
+            z = affine(layer_inputs[-1], w, layer.b)
+            pre_activations.append(z)
+            layer_inputs.append(phi(z))
+        logits = affine(layer_inputs[-1], weights[-1], params[-1].b)
+        caches.append(ForwardCache(tuple(layer_inputs), tuple(pre_activations),
+                                   logits if layout == "batch" else logits.T))
+    return caches
 
 
 def backward(
@@ -97,16 +107,21 @@ def backprop(
     sample_weight: Array | None = None,
     *,
     layout: str = "auto",
+    batch_parts: int | str = "auto",
 ) -> tuple[Array, Params]:
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
     of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``. `layout` (``"auto"``, ``"batch"``,
-    ``"feature"``) is how the pass lays out its activations, see `mlp_jax.matmul`; it changes speed,
+    ``"feature"``) is how the pass lays out its activations, and `batch_parts` (``"auto"`` or an int)
+    how many independent chains of dots it cuts the batch into, see `mlp_jax.matmul`; both change speed,
     not results (beyond float rounding)."""
     spec = get_loss(loss)
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
-    cache = forward_with_cache(params, x, activation, layout)
-    value = reduce(spec.per_example(cache.logits, y), sample_weight)
-    dlogits = scaled_grad_logits(spec, cache.logits, y, sample_weight)  # (B, d_out)
-    grads, _ = backward(params, cache, dlogits, activation, layout)
-    return value, grads
+    bounds = batch_bounds(x.shape[0], choose_batch_parts(batch_parts, layout, x.shape[0]))
+    caches = _forward_parts(params, tuple(x[start:stop] for start, stop in bounds), activation, layout)
+    logits = caches[0].logits if len(caches) == 1 else jnp.concatenate([c.logits for c in caches])  # (B, d_out)
+    value = reduce(spec.per_example(logits, y), sample_weight)
+    dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
+    grads = [backward(params, cache, dlogits[start:stop], activation, layout)[0]
+             for cache, (start, stop) in zip(caches, bounds)]
+    return value, grads[0] if len(grads) == 1 else jax.tree.map(lambda *parts: sum(parts[1:], parts[0]), *grads)
