@@ -4,8 +4,8 @@
 
 CONFIG is DEPTHxWIDTHxBATCH (784 inputs, 10 classes, ReLU, softmax CE; default: the bench's small,
 medium and large plus two wide ones). For each, one sgd step (`make_update`) with the manual gradient
-in the ``"batch"`` layout, in the ``"feature"`` layout, with ``"auto"``, and with autodiff, samples
-alternating. Then the tiny 2-8-1 XOR net fused 10,000 steps per call, with tiny dots as fused products
+in the ``"batch"`` layout, in the ``"feature"`` layout (both with the batch whole), in the feature
+layout with the batch in two parts, with ``"auto"`` for both, and with autodiff, samples alternating. Then the tiny 2-8-1 XOR net fused 10,000 steps per call, with tiny dots as fused products
 (the library) and as ``dot_general`` (as before). ``--keep-freed-memory`` applies
 `mlp_jax.keep_freed_memory` first, as ``mlp-jax bench`` does.
 
@@ -26,7 +26,10 @@ What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
   operands transposed inside fused kernels): 2x64x128 1.01-1.02, 3x256x1024 1.26-1.28, so not used;
 - XLA's ``--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,...``: forward 12 % faster in the batch
   layout, whole feature-layout step 12-30 % slower, so not used;
-- tiny dots as fused products: XOR 0.86 M -> 5.4 M fused steps/s; they lose above ~32k MACs a dot.
+- tiny dots as fused products: XOR 0.86 M -> 5.4 M fused steps/s; they lose above ~32k MACs a dot;
+- the batch in two parts (feature layout), against one, side by side: 4x1024x4096 0.94-0.99 over five
+  runs (four parts: the same as two), 2x2048x4096 0.97, 1x512x2048 0.98, 2x1024x1024 1.00,
+  3x512x2048 1.00: hence "auto" = two parts from batch 4096 on.
 """
 
 from __future__ import annotations
@@ -52,12 +55,13 @@ def layouts(spec: str) -> None:
     y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
     opt = optax.sgd(0.01)
 
-    def manual(layout):
+    def manual(layout, parts):
         return lambda p, x, y, sample_weight=None, key=None: mj.backprop(p, x, y, "relu", LOSS, sample_weight,
-                                                                         layout=layout)
+                                                                         layout=layout, batch_parts=parts)
 
-    updates = {layout: make_update(opt, grad=manual(layout), activation="relu", loss=LOSS)
-               for layout in matmul.LAYOUTS}
+    variants = {"batch": ("batch", 1), "feature": ("feature", 1), "feature_2parts": ("feature", 2),
+                "auto": ("auto", "auto")}
+    updates = {name: make_update(opt, grad=manual(*v), activation="relu", loss=LOSS) for name, v in variants.items()}
     updates["autodiff"] = make_update(opt, grad="autodiff", activation="relu", loss=LOSS)
     t = {name: r["median_s"] for name, r in compare_updates(updates, params, opt.init, x, y, repeats=9).items()}
     auto = matmul.choose_layout("auto", [784] + [width] * depth + [10], batch, jnp.float32)
