@@ -18,9 +18,9 @@ choose both, and these choices were measured on XLA:CPU (``benchmarks/experiment
   chain of dots, meeting only in the loss head (the logits are joined) and in the weight gradients
   (summed). XLA:CPU then runs one part's elementwise kernels (bias + ReLU, masks, bias sums) beside
   the other part's matmuls instead of between two matmuls of one chain: the 4 x 1024, batch 4096 step
-  was 1-6 % faster in two parts (five side-by-side runs), while batches of 1024-2048 gained nothing or lost. ``"auto"`` uses
-  two parts in the feature layout from batch 4096 on, in a single-device process only (on a sharded
-  batch, a part would gather rows from several devices).
+  was 1-6 % faster in two parts (five side-by-side runs), while batches of 1024-2048 gained nothing or
+  lost. ``"auto"`` uses two parts in the feature layout from batch 4096 on, in a single-device process
+  only (on a sharded batch, a part would gather rows from several devices).
 """
 
 from __future__ import annotations
