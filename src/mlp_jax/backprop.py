@@ -118,10 +118,13 @@ def backprop(
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
     bounds = batch_bounds(x.shape[0], choose_batch_parts(batch_parts, layout, x.shape[0]))
-    caches = _forward_parts(params, tuple(x[start:stop] for start, stop in bounds), activation, layout)
+    if len(bounds) == 1:
+        cut = lambda a: (a,)  # noqa: E731
+    else:
+        cut = lambda a: tuple(a[start:stop] for start, stop in bounds)  # noqa: E731
+    caches = _forward_parts(params, cut(x), activation, layout)
     logits = caches[0].logits if len(caches) == 1 else jnp.concatenate([c.logits for c in caches])  # (B, d_out)
     value = reduce(spec.per_example(logits, y), sample_weight)
     dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
-    grads = [backward(params, cache, dlogits[start:stop], activation, layout)[0]
-             for cache, (start, stop) in zip(caches, bounds)]
+    grads = [backward(params, cache, part, activation, layout)[0] for cache, part in zip(caches, cut(dlogits))]
     return value, grads[0] if len(grads) == 1 else jax.tree.map(lambda *parts: sum(parts[1:], parts[0]), *grads)
