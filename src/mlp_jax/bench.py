@@ -979,6 +979,9 @@ def run_cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
+    # On a GPU, JAX grabs 75 % of its memory at start by default; the bench's worker processes (peers,
+    # memory, digits) run while it holds that, so every process here allocates as it goes instead.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if args.malloc == "keep":  # before JAX starts its threads; the workers inherit the environment
         from .hostmem import MALLOC_ENV, keep_freed_memory
 
