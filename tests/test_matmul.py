@@ -90,10 +90,10 @@ def test_batch_parts_rule_and_bounds():
     assert choose_batch_parts("auto", "feature", PARTS_MIN_BATCH) == (2 if jax.device_count() == 1 else 1)
     assert choose_batch_parts("auto", "feature", PARTS_MIN_BATCH - 1) == 1
     assert choose_batch_parts("auto", "batch", 8 * PARTS_MIN_BATCH) == 1
-    assert choose_batch_parts(3, "batch", 7) == 3
+    assert choose_batch_parts(3, "batch", 7) == 3 and choose_batch_parts(np.int64(2), "batch", 7) == 2
     assert batch_bounds(7, 3) == [(0, 2), (2, 4), (4, 7)] and batch_bounds(5, 1) == [(0, 5)]
     for bad in (0, 8, -1, "two", 2.0, True):
-        with pytest.raises(ValueError, match=r"batch_parts must be 'auto' or an int in \[1, batch=7\]"):
+        with pytest.raises(ValueError, match=r"batch_parts must be 'auto' or an int in \[1, batch=7\] \(a static"):
             choose_batch_parts(bad, "batch", 7)
 
 
@@ -106,6 +106,18 @@ def test_batch_parts_change_only_rounding_in_float64():
         cut = backprop_jit(params, x, y, "tanh", loss, weight, layout="feature", batch_parts=parts)
         np.testing.assert_allclose(cut[0], whole[0], rtol=1e-13)
         assert tree_max_rel_error(cut[1], whole[1]) <= 1e-12
+
+
+def test_batch_parts_keep_bfloat16_gradients_bfloat16_and_close():
+    """In bfloat16 each part's gradient is rounded to bfloat16 before the (float32) sum: the result keeps
+    its dtype and stays within bfloat16 noise of autodiff (8-bit mantissa; ~2e-2 at worst here)."""
+    params, x, y, loss, _ = make_problem(4, [6, 16, 3], 64, "softmax_int", jnp.float32)
+    params, x = jax.tree.map(lambda a: a.astype(jnp.bfloat16), (params, x))
+    _, expected = autodiff_jit(params, x, y, "relu", loss, None)
+    for parts in (1, 4):
+        _, grads = backprop_jit(params, x, y, "relu", loss, None, layout="batch", batch_parts=parts)
+        assert all(g.dtype == jnp.bfloat16 for g in jax.tree.leaves(grads))
+        assert tree_max_rel_error(grads, expected) <= 2e-2, parts
 
 
 def test_unknown_layout_is_a_clear_error():

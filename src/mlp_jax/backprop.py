@@ -127,4 +127,11 @@ def backprop(
     value = reduce(spec.per_example(logits, y), sample_weight)
     dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
     grads = [backward(params, cache, part, activation, layout)[0] for cache, part in zip(caches, cut(dlogits))]
-    return value, grads[0] if len(grads) == 1 else jax.tree.map(lambda *parts: sum(parts[1:], parts[0]), *grads)
+    return value, grads[0] if len(grads) == 1 else jax.tree.map(_sum_parts, *grads)
+
+
+def _sum_parts(*parts: Array) -> Array:
+    """The parts' gradients summed in float32 at least, rounded to their dtype once. (In bfloat16 each
+    part's own gradient is already rounded, so many parts add rounding; "auto" never cuts bfloat16.)"""
+    wide = jnp.promote_types(parts[0].dtype, jnp.float32)
+    return sum(part.astype(wide) for part in parts).astype(parts[0].dtype)

@@ -25,6 +25,7 @@ choose both, and these choices were measured on XLA:CPU (``benchmarks/experiment
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import jax
@@ -75,11 +76,16 @@ def choose_batch_parts(batch_parts: int | str, layout: str, batch: int) -> int:
     """How many parts a batch of `batch` examples is cut into: `batch_parts` (an int in [1, batch]), or
     for ``"auto"`` two in the ``"feature"`` layout from `PARTS_MIN_BATCH` on in a one-device process,
     else one."""
-    if batch_parts == "auto":
+    if isinstance(batch_parts, str) and batch_parts == "auto":
         return 2 if layout == "feature" and batch >= PARTS_MIN_BATCH and jax.device_count() == 1 else 1
-    if isinstance(batch_parts, bool) or not isinstance(batch_parts, int) or not 1 <= batch_parts <= max(batch, 1):
-        raise ValueError(f"batch_parts must be 'auto' or an int in [1, batch={batch}], got {batch_parts!r}")
-    return batch_parts
+    try:
+        parts = None if isinstance(batch_parts, bool) else operator.index(batch_parts)  # int, numpy int
+    except TypeError:
+        parts = None
+    if parts is None or not 1 <= parts <= max(batch, 1):
+        raise ValueError(f"batch_parts must be 'auto' or an int in [1, batch={batch}] (a static argument "
+                         f"under jit), got {batch_parts!r}")
+    return parts
 
 
 def batch_bounds(batch: int, parts: int) -> list[tuple[int, int]]:
