@@ -8,48 +8,59 @@
 # It runs from the source tree (PYTHONPATH=src) and installs nothing, for a machine with JAX (CUDA),
 # optax, equinox, flax, torch, scikit-learn, matplotlib and tqdm already there and no network.
 #
-#   bash benchmarks/gpu_run.sh [COPY_TO]    # COPY_TO: a folder that also gets the four files and the log
+#   bash benchmarks/gpu_run.sh [COPY_TO]    # COPY_TO: a folder that also gets the four files and both logs
 #
 # The bench's own log goes to benchmarks/results/<name>/bench.log.
 # Environment: PYTHON (default python3); REPEATS (default 5) and MIN_SAMPLE (default 0.05 s) per
 # measurement; QUICK=1 for `--quick` in both stages; ALLOW_CPU=1 to try the script on a CPU.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# A failed stage does not stop the other one; the exit status is 1 if either failed.
+set -uo pipefail
+absolute() { if [[ "$1" == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }  # links kept: a venv's python is one
+copy_to=${1:+$(absolute "$1")}  # both made absolute before the cd below
 py=${PYTHON:-python3}
-copy_to=${1:-}
+if [[ "$py" == */* ]]; then py=$(absolute "$py"); fi
+cd "$(dirname "$0")/.." || exit
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 results=benchmarks/results
 
 device=$("$py" - <<'EOF'
 import os, re, sys
 import jax
-if jax.default_backend() == "cpu" and not os.environ.get("ALLOW_CPU"):
+if jax.default_backend() == "cpu" and os.environ.get("ALLOW_CPU") != "1":
     sys.exit(f"JAX sees no accelerator (devices: {jax.devices()}); ALLOW_CPU=1 to run on the CPU anyway")
 print(re.sub(r"[^a-z0-9]+", "-", jax.devices()[0].device_kind.lower()).strip("-"))
 EOF
-)
+) || exit
 grid=$("$py" -c "
 from mlp_jax.bench import GRID
 print(','.join(f'{d}x{w}x{b}:{t}' for t in ('float32', 'bfloat16') for d in GRID['depth']
-               for w in GRID['width'] for b in GRID['batch']))")
+               for w in GRID['width'] for b in GRID['batch']))") || exit
 flags=(--repeats "${REPEATS:-5}" --min-sample "${MIN_SAMPLE:-0.05}")
-[[ -n "${QUICK:-}" ]] && flags+=(--quick)
+[[ "${QUICK:-0}" == 1 ]] && flags+=(--quick)
 echo "device: $device; grid: $grid"
 
 stage() {  # stage NAME BENCH-FLAGS...: run the bench into $results/NAME/, keep its md and json beside it
-  local name=$1 log=$results/$1/bench.log
+  local name=$1 log=$results/$1/bench.log status=0
   shift
   mkdir -p "$results/$name"
-  "$py" -m mlp_jax.cli bench --out "$results/$name" "${flags[@]}" "$@" >"$log" 2>&1 || { tail -20 "$log"; return 1; }
+  "$py" -m mlp_jax.cli bench --out "$results/$name" "${flags[@]}" "$@" >"$log" 2>&1 || status=$?
+  if [[ -n "$copy_to" ]]; then  # the log, whatever happened
+    mkdir -p "$copy_to" && cp "$log" "$copy_to/$name.log"
+  fi
+  if ((status)); then
+    echo "stage $name failed (exit $status); the end of its log:"
+    tail -20 "$log"
+    return "$status"
+  fi
   cp "$results/$name/results.md" "$results/$name.md"
   cp "$results/$name/results.json" "$results/$name.json"
   if [[ -n "$copy_to" ]]; then
-    mkdir -p "$copy_to"
     cp "$results/$name.md" "$results/$name.json" "$copy_to/"
-    cp "$log" "$copy_to/$name.log"
   fi
   sed -n '/^## Targets/,$p' "$results/$name.md"
 }
 
-time stage "$device" --configs small,medium,large,xor
-time stage "$device-grid" --configs "$grid" --no-memory --no-digits --no-plots --peers none
+failed=0  # a failed stage does not stop the next one
+time stage "$device" --configs small,medium,large,xor || failed=1
+time stage "$device-grid" --configs "$grid" --no-memory --no-digits --no-plots --peers none || failed=1
+exit "$failed"

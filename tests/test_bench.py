@@ -74,12 +74,15 @@ def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("spec", ["2x32x64", "2x512x1024"], ids=["batch-layout", "feature-layout"])
+@pytest.mark.parametrize("spec", ["2x32x64", "2x512x1024", "2x512x4096"],
+                         ids=["batch-layout", "feature-layout", "feature-layout-in-parts"])
 def test_step_matmuls_are_the_analytic_count(spec):
     """The dot_generals traced out of a manual sgd step carry exactly `matmul_flops`' count, in both
-    layouts (every dot here is above `TINY_DOT`, so none is a broadcast product)."""
+    layouts and with the batch in parts (every dot here is above `TINY_DOT`, so none is a broadcast
+    product)."""
     import optax
 
+    from mlp_jax.matmul import choose_batch_parts, choose_layout
     from mlp_jax.train import make_step
 
     config = bench.parse_config(spec)
@@ -88,7 +91,8 @@ def test_step_matmuls_are_the_analytic_count(spec):
     step = make_step(optimizer, activation="relu", loss=config.loss)
     matmuls = bench.step_matmuls(step, params, optimizer.init(params), x, y)
     layers = len(config.sizes) - 1
-    assert len(matmuls) == 3 * layers - 1  # forward and dW for every layer, delta for all but the first
+    parts = choose_batch_parts("auto", choose_layout("auto", config.sizes, config.batch, "float32"), config.batch)
+    assert len(matmuls) == parts * (3 * layers - 1)  # per part: forward and dW every layer, delta all but the first
     assert sum(m.flops for m in matmuls) == bench.matmul_flops(config.sizes, config.batch)["step"]
 
 
@@ -108,18 +112,22 @@ def test_side_by_side_peak_compares_like_with_like():
     assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)
 
 
-@pytest.mark.parametrize("device_bytes, where, met", [
-    (None, "process", False),  # the CPU: no device allocator stats, the RSS decides (more with donation here)
-    ((100, 200), "device", True),  # an accelerator: its own peak decides, whatever the host RSS did
+@pytest.mark.parametrize("device_bytes, train_bytes, where, met", [
+    (None, None, "process", False),  # the CPU: no allocator stats, the RSS decides (more with donation here)
+    ((300, 300), (100, 200), "device", True),  # an accelerator: training's own device peak decides
+    ((300, 300), None, "device", False),  # its peak was set before training: not seen, so not met
 ])
-def test_donation_target_reads_the_device_memory_where_measured(device_bytes, where, met):
+def test_donation_target_reads_the_device_memory_where_measured(device_bytes, train_bytes, where, met):
     donate = {"rss_peak_bytes": 5 << 20, "train_peak_bytes": 3 << 20}
     keep = {"rss_peak_bytes": 4 << 20, "train_peak_bytes": 2 << 20}
     if device_bytes:
         donate["device_peak_bytes"], keep["device_peak_bytes"] = (n << 20 for n in device_bytes)
+    if train_bytes:
+        donate["device_train_peak_bytes"], keep["device_train_peak_bytes"] = (n << 20 for n in train_bytes)
     results = {"configs": {}, "memory_peak": {"config": "large", "donate": donate, "no_donation": keep}}
     (target,) = [t for t in bench.check_targets(results) if "donation" in t["target"]]
     assert f"peak {where} memory" in target["target"] and target["met"] is met
+    assert ("not seen" in str(target["value"])) == (device_bytes is not None and train_bytes is None)
 
 
 def test_peers_table_says_where_each_library_ran():

@@ -5,9 +5,10 @@
 CONFIG is DEPTHxWIDTHxBATCH (784 inputs, 10 classes, ReLU, softmax CE; default: the bench's small,
 medium and large plus two wide ones). For each, one sgd step (`make_update`) with the manual gradient
 in the ``"batch"`` layout, in the ``"feature"`` layout (both with the batch whole), in the feature
-layout with the batch in two parts, with ``"auto"`` for both, and with autodiff, samples alternating. Then the tiny 2-8-1 XOR net fused 10,000 steps per call, with tiny dots as fused products
-(the library) and as ``dot_general`` (as before). ``--keep-freed-memory`` applies
-`mlp_jax.keep_freed_memory` first, as ``mlp-jax bench`` does.
+layout with the batch in two parts, with ``"auto"`` for both, and with autodiff, samples alternating.
+Then the tiny 2-8-1 XOR net fused 10,000 steps per call, with tiny dots as fused products (the library)
+and as ``dot_general`` (as before). ``--keep-freed-memory`` applies `mlp_jax.keep_freed_memory` first,
+as ``mlp-jax bench`` does.
 
 What it showed on the 2-core CPU (float32, medians of ratios to autodiff):
 - feature layout: 4x1024x4096 0.85-0.91, 1x1024x4096 0.84, 2x1024x1024 0.92, 2x512x2048 0.97;

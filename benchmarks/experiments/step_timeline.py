@@ -114,6 +114,8 @@ def main() -> None:
     if len(dispatches) < 2:
         sys.exit("the trace holds fewer than two step dispatches; try --steps 4")
     step = [e for e in events if dispatches[-2] <= e[0] < dispatches[-1]]
+    if not step:
+        sys.exit("no thunk events between the last two step dispatches; try more --steps")
     t0 = step[0][0]
     print(f"{config.name} {args.grad} {args.optimizer}: {len(step)} thunks, "
           f"{(max(e[1] for e in step) - t0) / 1e6:.2f} ms from first to last")

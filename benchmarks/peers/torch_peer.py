@@ -16,8 +16,9 @@ if device == "cuda":  # float32 matmuls in TF32, as JAX's default precision runs
 result = {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
           "float32_matmul_precision": torch.get_float32_matmul_precision()}
 if req["mode"] == "peak":
+    shapes = req["shapes"] if device == "cuda" else req.get("cpu_shapes", req["shapes"])
     result.update(matmul_peak(torch.matmul, lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype], device=device),
-                              lambda out: sync(), req["dtypes"], req["repeats"], req["min_sample"], req["shapes"]))
+                              lambda out: sync(), req["dtypes"], req["repeats"], req["min_sample"], shapes))
 else:
     result["configs"] = {}
     for config in req["configs"]:
