@@ -97,6 +97,12 @@ def test_batch_parts_rule_and_bounds():
             choose_batch_parts(bad, "batch", 7)
 
 
+def test_auto_keeps_a_sharded_batch_whole(monkeypatch):
+    """With several devices the batch may be sharded over them; a part would gather rows across devices."""
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    assert choose_batch_parts("auto", "feature", 2 * PARTS_MIN_BATCH) == 1
+
+
 def test_batch_parts_change_only_rounding_in_float64():
     """Cut into parts, the pass joins the logits for the loss and sums the parts' gradients: the
     result is the whole batch's, weights and all, to float64 rounding."""
