@@ -118,20 +118,30 @@ def backprop(
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
     bounds = batch_bounds(x.shape[0], choose_batch_parts(batch_parts, layout, x.shape[0]))
-    if len(bounds) == 1:
-        cut = lambda a: (a,)  # noqa: E731
-    else:
-        cut = lambda a: tuple(a[start:stop] for start, stop in bounds)  # noqa: E731
-    caches = _forward_parts(params, cut(x), activation, layout)
-    logits = caches[0].logits if len(caches) == 1 else jnp.concatenate([c.logits for c in caches])  # (B, d_out)
+    caches = _forward_parts(params, _cut(x, bounds), activation, layout)
+    logits = _join([c.logits for c in caches])  # (B, d_out)
     value = reduce(spec.per_example(logits, y), sample_weight)
     dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
-    grads = [backward(params, cache, part, activation, layout)[0] for cache, part in zip(caches, cut(dlogits))]
-    return value, grads[0] if len(grads) == 1 else jax.tree.map(_sum_parts, *grads)
+    grads = [backward(params, cache, part, activation, layout)[0]
+             for cache, part in zip(caches, _cut(dlogits, bounds))]
+    return value, jax.tree.map(_sum_parts, *grads)
+
+
+def _cut(a: Array, bounds: list[tuple[int, int]]) -> tuple[Array, ...]:
+    """`a`'s rows in the parts `bounds` gives; one part is `a` itself, no slice."""
+    return (a,) if len(bounds) == 1 else tuple(a[start:stop] for start, stop in bounds)
+
+
+def _join(parts: list[Array]) -> Array:
+    """The parts' rows back in one array; one part is returned as it is."""
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
 def _sum_parts(*parts: Array) -> Array:
-    """The parts' gradients summed in float32 at least, rounded to their dtype once. (In bfloat16 each
-    part's own gradient is already rounded, so many parts add rounding; "auto" never cuts bfloat16.)"""
+    """The parts' gradients summed in float32 at least, rounded to their dtype once; one part is returned
+    as it is. (In bfloat16 each part's own gradient is already rounded, so many parts add rounding;
+    "auto" never cuts bfloat16.)"""
+    if len(parts) == 1:
+        return parts[0]
     wide = jnp.promote_types(parts[0].dtype, jnp.float32)
     return sum(part.astype(wide) for part in parts).astype(parts[0].dtype)
