@@ -12,7 +12,8 @@
 #
 # The bench's own log goes to benchmarks/results/<name>/bench.log.
 # Environment: PYTHON (default python3); REPEATS (default 5) and MIN_SAMPLE (default 0.05 s) per
-# measurement; QUICK=1 for `--quick` in both stages; ALLOW_CPU=1 to try the script on a CPU.
+# measurement; QUICK=1 for `--quick` in both stages; ALLOW_CPU=1 to try the script on a CPU (it then
+# writes benchmarks/results/cpu-trial*, untracked, and leaves the committed cpu.md and cpu.json alone).
 # A failed stage does not stop the other one; the exit status is 1 if either failed.
 set -uo pipefail
 absolute() { if [[ "$1" == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }  # links kept: a venv's python is one
@@ -28,7 +29,8 @@ import os, re, sys
 import jax
 if jax.default_backend() == "cpu" and os.environ.get("ALLOW_CPU") != "1":
     sys.exit(f"JAX sees no accelerator (devices: {jax.devices()}); ALLOW_CPU=1 to run on the CPU anyway")
-print(re.sub(r"[^a-z0-9]+", "-", jax.devices()[0].device_kind.lower()).strip("-"))
+name = re.sub(r"[^a-z0-9]+", "-", jax.devices()[0].device_kind.lower()).strip("-")
+print("cpu-trial" if jax.default_backend() == "cpu" else name)  # never over the committed CPU run
 EOF
 ) || exit
 grid=$("$py" -c "

@@ -27,6 +27,8 @@ def test_parse_config(spec, expected):
 
 def test_tiny_run_writes_well_formed_outputs(tmp_path):
     config = bench.parse_config("1x8x16")
+    for stale in bench.PLOTS:  # a run before, with peaks and peers, into the same directory
+        (tmp_path / stale).write_bytes(b"old")
     results = bench.run(tmp_path, [config], repeats=2, min_sample=0.001, kinds_for=lambda c: ("grad", "sgd"),
                         peaks=False, peers=(), memory=False, digits=False, log=lambda message: None)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -45,8 +47,27 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
     assert entry["sgd"]["manual_no_donation"]["memory"]["alias"] == 0
     markdown = (tmp_path / "results.md").read_text()
     assert "| 1x8x16 | float32 | sgd |" in markdown
-    for plot in ("manual_vs_autodiff.png", "fraction_of_peak.png"):
-        assert (tmp_path / plot).stat().st_size > 0
+    assert (tmp_path / "manual_vs_autodiff.png").read_bytes().startswith(b"\x89PNG")
+    # no peaks and no peers measured: no plot of them, and none left from the run before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manual_vs_autodiff.png", "results.json", "results.md"]
+    assert entry["jax_enable_x64"] is False
+
+
+def test_float32_steps_are_timed_without_64_bit_mode():
+    """The tests run with x64 on; a float32 config is still compiled as a user without it gets it (with
+    x64 on, adam's bias correction runs in float64), and a float64 config gets float64."""
+    import jax
+    import optax
+
+    from mlp_jax.train import make_update
+
+    for spec, wide in (("small", False), ("1x8x16:float64", True)):
+        config = bench.parse_config(spec)
+        with bench.x64_for(config.dtype):
+            params, x, y = bench.make_problem(config)
+            update = make_update(optax.adam(1e-3), activation="relu", loss=config.loss)
+            hlo = update.lower(params, optax.adam(1e-3).init(params), x, y).compile().as_text()
+        assert ("f64[" in hlo) is wide and jax.config.read("jax_enable_x64")  # the global setting is kept
 
 
 def test_cli_run_lets_every_process_allocate_as_it_goes(tmp_path, monkeypatch, capsys):
@@ -155,3 +176,39 @@ def test_practical_peak_is_measured_on_the_same_device(platform, torch_device, p
                          "numpy": {"float32": {"gflops_per_s": 300.0}},
                          "torch": {"device": torch_device, "float32": {"gflops_per_s": 200.0}}}}
     assert bench._practical_peak(results, "float32") == (250.0, practical)
+
+
+def test_pytorch_target_needs_both_libraries_on_the_same_device():
+    def targets(jax_device, torch_device):
+        peers = {"mlp_jax": {"device": jax_device, "configs": {"large": {"step_s": {"median": 0.1}}}},
+                 "torch": {"device": torch_device, "configs": {"large": {"step_s": {"median": 0.4}}}}}
+        results = {"configs": {}, "peers": peers}
+        (target,) = [t for t in bench.check_targets(results) if "PyTorch" in t["target"]]
+        return target
+
+    assert targets("cpu", "cpu")["met"] is True and targets("gpu", "cuda")["value"] == 0.25
+    mixed = targets("gpu", "cpu")  # a CPU-only PyTorch beside JAX on a GPU
+    assert mixed["met"] is None and "not comparable" in mixed["value"]
+    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]})
+    assert "| not measured |" in text
+
+
+def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
+    answers = iter([{"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.2, 0.4],
+                                                                            "first_step_s": 1.0}}},
+                    {"error": "Segmentation fault", "returncode": -11},
+                    {"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.3], "first_step_s": 1.0}}}])
+    monkeypatch.setattr(bench, "_run_worker", lambda script, request, **kw: next(answers))
+    out = bench.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
+    assert out["torch"]["configs"]["small"]["step_s"]["median"] == 0.3  # the good rounds only
+    assert out["torch"]["errors"] == [{"error": "Segmentation fault", "returncode": -11}]
+    assert "Failed rounds" in bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
+                                              "peers": out})
+
+    runs = iter([{"seconds": 2.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.1, "epochs": 30, "accuracy": 0.95},
+                 {"error": "timeout"}, {"seconds": 0.3, "epochs": 30, "accuracy": 0.95},
+                 {"seconds": 1.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.2, "epochs": 30, "accuracy": 0.95}])
+    monkeypatch.setattr(bench, "_run_worker", lambda script, request, **kw: next(runs))
+    digits = bench.digits_time_to_accuracy(0.95, 100, rounds=3)
+    assert digits["mlp_jax"]["seconds"] == 1.5 and digits["mlp_jax"]["errors"] == [{"error": "timeout"}]
+    assert digits["sklearn"]["seconds"] == 0.2 and digits["sklearn"]["seconds_samples"] == [0.1, 0.3, 0.2]

@@ -277,3 +277,34 @@ def test_is_a_zip_of_npy(ckpt):
     save_checkpoint(ckpt, {"x": jnp.zeros(1)})
     with zipfile.ZipFile(ckpt) as z:
         assert sorted(z.namelist()) == ["__meta__.npy", "leaf_00000.npy"]
+
+
+def lying_npy(shape: tuple, payload: bytes = b"\x00" * 8) -> bytes:
+    """A .npy whose header claims `shape` of float64 while it holds only `payload`."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + payload
+
+
+def test_a_header_claiming_a_huge_array_is_refused_before_allocating(ckpt):
+    save_checkpoint(ckpt, {"x": jnp.zeros(2, jnp.float32)})
+    with zipfile.ZipFile(ckpt, "a") as archive:  # an extra member that claims 800 TB
+        archive.writestr("huge.npy", lying_npy((10**14,)))
+    with pytest.raises(CheckpointError, match=r"array 'huge': its header says shape \(100000000000000,\)"):
+        load_checkpoint(ckpt, {"x": jnp.zeros(2, jnp.float32)})
+
+
+def test_metadata_nested_too_deeply_is_a_clear_error(ckpt):
+    with open(ckpt, "wb") as f:
+        np.savez(f, leaf_00000=np.zeros(1), __meta__=np.frombuffer(b"[" * 100_000, np.uint8))
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_checkpoint(ckpt, {"x": jnp.zeros(1)})
+
+
+def test_checkpoint_gets_the_usual_file_permissions(ckpt):
+    save_checkpoint(ckpt, {"x": jnp.zeros(1)})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert ckpt.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -168,3 +168,77 @@ def test_every_optimizer_and_schedule_builds_and_steps(optimizer, schedule):
     new = optax.apply_updates(params, updates)
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params))]
     assert any(changed) or schedule == "warmup-cosine"  # warmup starts at lr 0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--dataset", "xor", "--patience", "2", "--val-fraction", "0.9"], "leaves none to train on"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
+        (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
+    ],
+    ids=["validation-takes-all", "weight-decay-nan", "negative-warmup"],
+)
+def test_more_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
+    test_bad_input_one_line_exit_2(tmp_path, capsys, args, message)
+
+
+def test_out_naming_a_file_is_refused_before_loading_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    (tmp_path / "file").write_text("")
+    assert train("--dataset", "xor", "--out", str(tmp_path / "file")) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [[], ["--warmup-epochs", "1"]], ids=["default-warmup", "warmup-1"])
+def test_warmup_cosine_for_a_single_step(tmp_path, extra):
+    assert train("--dataset", "xor", "--schedule", "warmup-cosine", "--epochs", "1", "--batch-size", "4", *extra,
+                 "--out", str(tmp_path / "w")) == 0
+
+
+def test_metrics_are_strict_json_and_classification_has_accuracy_for_any_loss(tmp_path):
+    out = tmp_path / "iris"
+    assert train("--dataset", "iris", "--loss", "mse", "--epochs", "2", "--out", str(out)) == 0
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    metrics = json.loads((out / "metrics.json").read_text(), parse_constant=refuse)
+    assert metrics["best"] == {"val_loss": None, "epoch": 0}  # no validation split: no best loss
+    assert 0 <= metrics["test_accuracy"] <= 1 and "test_accuracy" in metrics["history"][-1]
+
+
+def test_resume_with_nothing_left_to_do_exits_2(tmp_path, capsys):
+    assert train("--dataset", "xor", "--epochs", "2", "--out", str(tmp_path / "r")) == 0
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    assert main(["train", "--quiet", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 2
+    assert "nothing to do: the run in" in capsys.readouterr().err
+    assert (tmp_path / "r" / "metrics.json").read_text() == before
+
+
+def _resave_with(path, change):
+    """The checkpoint at `path` written again with `change(metadata)` applied to its saved metadata."""
+    arrays = dict(np.load(path, allow_pickle=False))
+    raw = json.loads(arrays["__meta__"].tobytes().decode())
+    change(raw["metadata"])
+    arrays["__meta__"] = np.frombuffer(json.dumps(raw).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("history"), "metadata 'history': expected a list of 2 dicts"),
+    (lambda m: m.update(epoch="1"), "metadata 'epoch': expected an int >= 0, found '1'"),
+    (lambda m: m["config"].update(lr="0.1"), "field 'lr': expected float | None, found '0.1'"),
+    (lambda m: m["config"].update(dataset=["xor"]), "field 'dataset': expected str, found ['xor']"),
+    (lambda m: m["config"].update(hidden="8"), "field 'hidden': expected tuple[int, ...] | None, found '8'"),
+    (lambda m: m["config"].update(colour="red"), "unknown fields ['colour']"),
+    (lambda m: m.update(best={"val_loss": "low", "epoch": 0}), "metadata 'best'"),
+], ids=["no-history", "epoch-str", "lr-str", "dataset-list", "hidden-str", "unknown-field", "best"])
+def test_resume_from_malformed_metadata_is_one_line_exit_2(tmp_path, capsys, change, message):
+    out = tmp_path / "r"
+    assert train("--dataset", "xor", "--epochs", "2", "--out", str(out)) == 0
+    _resave_with(out / "checkpoint.npz", change)
+    assert main(["train", "--quiet", "--resume", str(out), "--epochs", "4"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

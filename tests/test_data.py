@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import random
+import zipfile
 
 import numpy as np
 import pytest
@@ -359,3 +360,47 @@ def test_unsupported_suffix(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+def test_npz_header_claiming_a_huge_array_is_refused(tmp_path):
+    import io
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**14,)})
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\x00" * 8)
+        archive.writestr("y.npy", header.getvalue() + b"\x00" * 8)
+    with pytest.raises(DataError, match=r"array 'x': its header says shape \(100000000000000,\).*holds 8"):
+        load_dataset(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("y, message", [
+    (np.arange(20).astype("datetime64[D]"), "dtype datetime64"),
+    (np.arange(20).astype("timedelta64[s]"), "dtype timedelta64"),
+    (np.zeros(20, [("a", "i4"), ("b", "f4")]), "expected numbers or string labels"),
+    (np.array(3), "got a scalar"),
+], ids=["datetime", "timedelta", "structured", "scalar"])
+def test_npz_targets_must_be_numbers_or_labels(tmp_path, y, message):
+    np.savez(tmp_path / "d.npz", x=np.ones((20, 2)), y=y)
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_npz_features_need_at_least_one_column(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((20, 0)), y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=r"at least one feature per row, got an array of shape \(20, 0\)"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_features_beyond_float32_are_refused_not_zeroed(tmp_path):
+    x = np.ones((20, 2))
+    x[:, 0] = np.arange(20) * 1e160
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=r"fit in float32.*column 0"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_classification_needs_two_classes(tmp_path):
+    (tmp_path / "one.csv").write_text("a,label\n" + "".join(f"{i},7\n" for i in range(10)))
+    with pytest.raises(DataError, match="at least two classes, got only"):
+        load_dataset(tmp_path / "one.csv", task="classification")

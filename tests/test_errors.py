@@ -120,3 +120,34 @@ def test_errors_raise_at_trace_time_before_any_work(params):
     with pytest.raises(ValueError, match="features"):
         jax.jit(f).lower(params, jnp.ones((2, 7), jnp.float32))
     assert traced == [True]
+
+
+def test_an_empty_batch_is_refused(params):
+    empty = jnp.ones((0, 4), jnp.float32)
+    for entry in (mj.loss, mj.backprop):
+        with pytest.raises(ValueError, match=r"at least one example.*\(0, 4\)"):
+            entry(params, empty, jnp.zeros((0,), jnp.int32), loss="softmax_cross_entropy")
+
+
+def test_non_finite_targets_are_refused_not_a_silent_nan(params):
+    y = jnp.full((6, 3), 0.5).at[2, 1].set(jnp.nan)
+    for loss in ("sigmoid_binary_cross_entropy", "mse"):
+        with pytest.raises(ValueError, match=r"y must be finite, got nan at index \(2, 1\)"):
+            mj.loss(params, X, y, loss=loss)
+
+
+def test_non_numeric_targets_and_weights_name_their_dtype(params):
+    with pytest.raises(TypeError, match="y must be numeric, got dtype <U1"):
+        mj.backprop(params, X, ["a"] * 6, loss="softmax_cross_entropy")
+    with pytest.raises(TypeError, match="sample_weight must be numeric, got dtype <U1"):
+        mj.backprop(params, X, LABELS, loss="softmax_cross_entropy", sample_weight=["w"] * 6)
+
+
+def test_layer_sizes_take_numpy_ints_and_refuse_others():
+    import numpy as np
+
+    params = mj.init_params(jax.random.key(0), [np.int64(3), np.int32(2)])
+    assert params[0].w.shape == (3, 2)
+    for sizes in ([3, 2.0], [3, True], [3, "2"], [3, 0]):
+        with pytest.raises(ValueError, match=r"layer_sizes must be positive integers, got \[3, "):
+            mj.init_params(jax.random.key(0), sizes)

@@ -227,3 +227,17 @@ def test_cli_exits_1_on_a_planted_wrong_derivative(tmp_path):
                       "softmax_cross_entropy", "--dtype", "float32", "--batch", "8", "--seed", "0"], tmp_path)
     assert result.returncode == 1, result.stderr
     assert "FAIL (first from the output backwards): layer 1 w" in result.stdout
+
+
+def test_every_leaf_probed_by_directions():
+    """--fd-entries below every leaf's size in directions mode: no entry is probed one by one."""
+    params, x, y = random_problem([4, 5, 3], 6, "softmax_cross_entropy", jnp.float32, 0)
+    report = check_gradients(params, x, y, activation="tanh", loss="softmax_cross_entropy", fd_entries=2,
+                             fd_mode="directions")
+    assert report.ok
+    assert all("2 random unit directions" in leaf.finite_differences for leaf in report.leaves)
+
+
+def test_cli_json_into_a_missing_directory_fails_before_the_check(tmp_path, capsys):
+    code = cli.main(["gradcheck", "--sizes", "4,3", "--json", str(tmp_path / "nope" / "r.json")])
+    assert code == 2 and "its directory does not exist" in capsys.readouterr().err

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import UsageError
+from .files import save_figure, write_text
 
 DTYPES = ("float32", "float64", "bfloat16")
 PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
@@ -355,17 +356,26 @@ def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
 
     out = {}
     for name in dtypes:
-        dtype = jnp.dtype(name)
         best, per_shape = 0.0, {}
-        for m, k, n in shapes:
-            case = _Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype))
-            case.first()
-            inner = _calibrate(case.call, min_sample)
-            seconds = min(_sample(case.call, inner) for _ in range(repeats))
-            per_shape[f"{m}x{k}x{n}"] = 2 * m * k * n / seconds / 1e9
-            best = max(best, per_shape[f"{m}x{k}x{n}"])
+        with x64_for(name):
+            dtype = jnp.dtype(name)
+            for m, k, n in shapes:
+                case = _Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype))
+                case.first()
+                inner = _calibrate(case.call, min_sample)
+                seconds = min(_sample(case.call, inner) for _ in range(repeats))
+                per_shape[f"{m}x{k}x{n}"] = 2 * m * k * n / seconds / 1e9
+                best = max(best, per_shape[f"{m}x{k}x{n}"])
         out[name] = {"gflops_per_s": best, "per_shape": per_shape}
     return out
+
+
+def x64_for(dtype: str):
+    """A context with JAX's 64-bit mode on for float64 and off otherwise: float32 and bfloat16 configs
+    are timed as a user runs them (with it on, optax's adam counts in int64 and float64)."""
+    import jax
+
+    return jax.enable_x64(dtype == "float64")
 
 
 class _Matmul(NamedTuple):
@@ -505,7 +515,7 @@ def memory_peaks(config: Config) -> dict[str, Any]:
 def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, repeats: int,
               min_sample: float, torch_device: str = "cpu") -> dict[str, Any]:
     """Steps/s of an sgd step per config for each library, its processes alternating round by round
-    (PyTorch on `torch_device` where it has it)."""
+    (PyTorch on `torch_device` where it has it). A round that failed is kept under ``"errors"``."""
     request = {"mode": "steps", "configs": [c._asdict() for c in configs], "repeats": repeats,
                "min_sample": min_sample, "device": torch_device}
     runs: dict[str, list] = {peer: [] for peer in peers}
@@ -519,6 +529,8 @@ def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, r
             out[peer] = answers[0]
             continue
         merged: dict[str, Any] = {"version": good[0].get("version"), "device": good[0].get("device"), "configs": {}}
+        if len(good) < len(answers):
+            merged["errors"] = [a for a in answers if "configs" not in a]
         for config in configs:
             samples = [s for a in good for s in a["configs"].get(config.name, {}).get("samples", [])]
             if samples:
@@ -528,10 +540,28 @@ def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, r
     return out
 
 
-def digits_time_to_accuracy(target: float, max_epochs: int) -> dict[str, Any]:
-    """Seconds of training to reach `target` test accuracy on sklearn's digits: mlp-jax vs MLPClassifier."""
+def digits_time_to_accuracy(target: float, max_epochs: int, rounds: int = 3) -> dict[str, Any]:
+    """Seconds of training to reach `target` test accuracy on sklearn's digits: mlp-jax vs MLPClassifier,
+    each in its own process, the two alternating for `rounds` rounds. Per library: the first good
+    round's answer, with ``seconds`` the median over good rounds and ``seconds_samples`` all of them
+    (a failed round is kept under ``"errors"``)."""
     request = {"mode": "digits", "target": target, "max_epochs": max_epochs, "hidden": [64, 64], "batch": 128}
-    return {lib: _run_worker(f"{lib}_peer.py", request) for lib in ("mlp_jax", "sklearn")}
+    libs = ("mlp_jax", "sklearn")
+    answers: dict[str, list] = {lib: [] for lib in libs}
+    for _ in range(rounds):
+        for lib in libs:
+            answers[lib].append(_run_worker(f"{lib}_peer.py", request))
+    out: dict[str, Any] = {}
+    for lib, runs in answers.items():
+        good = [a for a in runs if "seconds" in a]
+        if not good:
+            out[lib] = runs[0]
+            continue
+        samples = [a["seconds"] for a in good]
+        out[lib] = dict(good[0], seconds=statistics.median(samples), seconds_samples=samples)
+        if len(good) < len(runs):
+            out[lib]["errors"] = [a for a in runs if "seconds" not in a]
+    return out
 
 
 # --- environment ------------------------------------------------------------------------------------
@@ -600,10 +630,6 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Measure everything for `configs` and write results.json, results.md and plots into `out`."""
-    import jax
-
-    if any(c.dtype == "float64" for c in configs):
-        jax.config.update("jax_enable_x64", True)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"environment": environment(), "settings": {
         "repeats": repeats, "min_sample_s": min_sample, "peers": list(peers), "peer_rounds": peer_rounds}}
@@ -623,9 +649,11 @@ def run(
     for config in configs:
         log(f"config {config.name}: sizes {list(config.sizes)} batch {config.batch} {config.dtype}")
         load = _load_average()
-        results["configs"][config.name] = bench_config(
-            config, repeats=repeats, min_sample=min_sample, kinds=kinds_for(config))
+        with x64_for(config.dtype):
+            results["configs"][config.name] = bench_config(
+                config, repeats=repeats, min_sample=min_sample, kinds=kinds_for(config))
         results["configs"][config.name]["load_average"] = [load, _load_average()]  # before, after
+        results["configs"][config.name]["jax_enable_x64"] = config.dtype == "float64"
     if peaks:  # again at the end: the best of both, as other work on the machine comes and goes
         log("matmul peak of jnp.dot, again")
         again = jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)
@@ -646,11 +674,15 @@ def run(
     standard = [STANDARD[name] for name in peer_configs]
     if peers and standard:
         log(f"peers: {', '.join(peers)} x {peer_rounds} rounds")
+        load = _load_average()
         results["peers"] = run_peers(standard, peers, rounds=peer_rounds, repeats=max(3, repeats // 2),
                                      min_sample=min_sample, torch_device=torch_device)
+        results["peers_load_average"] = [load, _load_average()]  # before, after
     if digits:
-        log("digits: time to 95% test accuracy, mlp-jax vs sklearn MLPClassifier")
-        results["digits"] = digits_time_to_accuracy(0.95, 100)
+        log(f"digits: time to 95% test accuracy, mlp-jax vs sklearn MLPClassifier x {peer_rounds} rounds")
+        load = _load_average()
+        results["digits"] = digits_time_to_accuracy(0.95, 100, rounds=peer_rounds)
+        results["digits_load_average"] = [load, _load_average()]
     results["targets"] = check_targets(results)
     results["wall_s"] = _now() - started
     write_outputs(results, out, plots=plots)
@@ -683,7 +715,8 @@ def _add_peak_fractions(results: dict, name: str) -> None:
 
 
 def check_targets(results: dict) -> list[dict[str, Any]]:
-    """The issue's performance targets, each with the measured value and whether it is met."""
+    """The issue's performance targets, each with the measured value and whether it is met (None: it
+    could not be measured in this run)."""
     targets = []
     configs = results.get("configs", {})
     for name in STANDARD:
@@ -704,12 +737,17 @@ def check_targets(results: dict) -> list[dict[str, Any]]:
             if m.get(key) is not None:
                 targets.append({"target": f"large sgd manual: {key} >= {goal}", "value": round(m[key], 3),
                                 "met": m[key] >= goal})
-        torch_large = results.get("peers", {}).get("torch", {}).get("configs", {}).get("large")
-        jax_large = results.get("peers", {}).get("mlp_jax", {}).get("configs", {}).get("large")
-        if torch_large and jax_large:
+    torch, jax_peer = (results.get("peers", {}).get(p, {}) for p in ("torch", "mlp_jax"))
+    torch_large, jax_large = (p.get("configs", {}).get("large") for p in (torch, jax_peer))
+    if torch_large and jax_large:
+        title = "large sgd: mlp-jax step time <= PyTorch eager's (ratio <= 1)"
+        devices = jax_peer.get("device"), torch.get("device")
+        if devices in (("cpu", "cpu"), ("gpu", "cuda")):
             ratio = jax_large["step_s"]["median"] / torch_large["step_s"]["median"]
-            targets.append({"target": "large sgd: mlp-jax step time <= PyTorch eager's (ratio <= 1)",
-                            "value": round(ratio, 3), "met": ratio <= 1.0})
+            targets.append({"target": title, "value": round(ratio, 3), "met": ratio <= 1.0})
+        else:  # e.g. JAX on a GPU and a CPU-only PyTorch: no comparison
+            targets.append({"target": title, "met": None,
+                            "value": f"not comparable: mlp-jax on {devices[0]}, PyTorch on {devices[1]}"})
     side = results.get("peak_side_by_side")
     if side:
         fraction = side["fraction_of_jnp_dot"]
@@ -865,28 +903,42 @@ def markdown(results: dict) -> str:
                 cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
             lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | "
                          + " | ".join(cells) + " |")
+        failed = {peer: len(e["errors"]) for peer, e in results["peers"].items() if e.get("errors")}
+        if failed:
+            lines += ["", "Failed rounds (left out of the medians; their errors are in results.json): "
+                      + ", ".join(f"{peer} {n}" for peer, n in failed.items()) + "."]
     if results.get("digits"):
         lines += ["", "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)", "",
-                  "| library | seconds | epochs | final test accuracy |", "|---|---|---|---|"]
+                  "| library | seconds (median) | each round | epochs | final test accuracy |", "|---|---|---|---|---|"]
         for lib, e in results["digits"].items():
             if "seconds" in e:
-                lines.append(f"| {lib} | {e['seconds']:.2f} | {e['epochs']} | {e['accuracy']:.3f} |")
+                rounds = ", ".join(f"{v:.2f}" for v in e.get("seconds_samples", [e["seconds"]]))
+                failed = f"; {len(e['errors'])} failed" if e.get("errors") else ""
+                lines.append(f"| {lib} | {e['seconds']:.2f} | {rounds}{failed} | {e['epochs']} | {e['accuracy']:.3f} |")
             else:
-                lines.append(f"| {lib} | {e} | | |")
+                lines.append(f"| {lib} | {e} | | | |")
     if results.get("targets"):
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in results["targets"]]
+        verdict = {True: "yes", False: "**no**", None: "not measured"}
+        lines += [f"| {t['target']} | {t['value']} | {verdict[t['met']]} |" for t in results["targets"]]
     return "\n".join(lines) + "\n"
 
 
+PLOTS = ("manual_vs_autodiff.png", "fraction_of_peak.png", "peers_steps_per_s.png")
+
+
 def write_outputs(results: dict, out: Path, *, plots: bool = True) -> None:
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out / "results.md").write_text(markdown(results))
-    if plots:
-        write_plots(results, out)
+    """results.json, results.md and the plots in `out`, each file written whole (a temporary file, then
+    a rename); a plot of `PLOTS` that these results do not make is removed, not left from a run before."""
+    write_text(out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
+    write_text(out / "results.md", markdown(results))
+    written = write_plots(results, out) if plots else set()
+    for name in set(PLOTS) - written:
+        (out / name).unlink(missing_ok=True)
 
 
-def write_plots(results: dict, out: Path) -> None:
+def write_plots(results: dict, out: Path) -> set[str]:
+    """The PNG plots (names from `PLOTS`) these results have data for; returns the names written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -912,21 +964,24 @@ def write_plots(results: dict, out: Path) -> None:
     ax.set_title("manual backprop vs jax.value_and_grad (< 1: manual faster)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "manual_vs_autodiff.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "manual_vs_autodiff.png")
+    written = {"manual_vs_autodiff.png"}
 
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
     names = [n for n, e in configs.items() if "sgd" in e]
-    for i, (key, label) in enumerate((("fraction_of_jnp_dot_peak", "of jnp.dot peak"),
-                                      ("fraction_of_practical_peak", "of numpy/torch peak"))):
-        vals = [configs[n]["sgd"]["manual"].get(key) or 0 for n in names]
-        ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
-    ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
-    ax.set_ylabel("fraction of peak (sgd step, manual)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "fraction_of_peak.png", dpi=100)
-    plt.close(fig)
+    fractions = {key: [configs[n]["sgd"]["manual"].get(key) for n in names]
+                 for key in ("fraction_of_jnp_dot_peak", "fraction_of_practical_peak")}
+    if any(v is not None for values in fractions.values() for v in values):  # not with --no-peaks
+        fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
+        for i, (key, label) in enumerate((("fraction_of_jnp_dot_peak", "of jnp.dot peak"),
+                                          ("fraction_of_practical_peak", "of numpy/torch peak"))):
+            vals = [math.nan if v is None else v for v in fractions[key]]  # unmeasured: no bar
+            ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
+        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+        ax.set_ylabel("fraction of peak (sgd step, manual)")
+        ax.legend()
+        fig.tight_layout()
+        save_figure(fig, out / "fraction_of_peak.png")
+        written.add("fraction_of_peak.png")
 
     peers = {p: e for p, e in results.get("peers", {}).items() if "configs" in e}
     if peers:
@@ -941,8 +996,9 @@ def write_plots(results: dict, out: Path) -> None:
         ax.set_ylabel("sgd steps / s")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "peers_steps_per_s.png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, out / "peers_steps_per_s.png")
+        written.add("peers_steps_per_s.png")
+    return written
 
 
 # --- command line ----------------------------------------------------------------------------------

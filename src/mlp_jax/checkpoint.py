@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from . import npz
+from .files import write_atomic
 
 FORMAT = "mlp-jax-checkpoint"
 VERSION = 1
@@ -101,31 +104,7 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = 
         raise CheckpointError(f"metadata: expected JSON-serialisable values, found {e}") from None
     arrays[META_KEY] = np.frombuffer(meta_bytes, dtype=np.uint8)
 
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with tmp:
-            np.savez(tmp, allow_pickle=False, **arrays)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable (best effort: not every platform can open a directory)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -133,14 +112,10 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise CheckpointError(f"checkpoint {str(path)!r}: expected an .npz archive, found a bare .npy array")
-        with loaded:
-            arrays = {name: loaded[name] for name in loaded.files}
-    except CheckpointError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        arrays = npz.load(path)
+    except npz.NpzError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r}: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected a valid .npz archive, found {e}") from None
     if META_KEY not in arrays:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected a {META_KEY!r} entry, found {sorted(arrays)}")
@@ -151,6 +126,9 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         meta = json.loads(raw.tobytes().decode("utf-8"))
         if not isinstance(meta, dict):
             raise ValueError(f"JSON {type(meta).__name__}")
+    except RecursionError:
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found JSON "
+                              "nested too deeply to read") from None
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found {e}") from None
     found = (meta.get("format"), meta.get("version"))

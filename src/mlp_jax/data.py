@@ -29,10 +29,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import npz
+
 TASKS = ("classification", "regression")
 MAX_INFERRED_CLASSES = 50  # a user target of at most this many distinct integers is read as class labels
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -273,6 +276,8 @@ def _encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ..
             raise DataError(f"{where}: classification labels must be integers, got {bad}")
         labels = labels.astype(np.int64)
     values, codes = np.unique(labels, return_inverse=True)
+    if len(values) < 2:
+        raise DataError(f"{where}: classification needs at least two classes, got only {values.tolist()}")
     return codes.astype(np.int32).reshape(-1), tuple(str(v) for v in values)
 
 
@@ -283,9 +288,15 @@ def _as_features(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim == 0:
         raise DataError(f"{where}: features must have one row per example, got a scalar")
     x = x.reshape(len(x), -1)
+    if x.shape[1] == 0:
+        raise DataError(f"{where}: expected at least one feature per row, got an array of shape {x.shape}")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         row, col = np.argwhere(~np.isfinite(x))[0]
         raise DataError(f"{where}: features must be finite, got {x[row, col]} at row {row}, column {col}")
+    if x.dtype.kind == "f" and x.size and np.max(np.abs(x)) > FLOAT32_MAX:  # standardised in float32 statistics
+        row, col = np.argwhere(np.abs(x) > FLOAT32_MAX)[0]
+        raise DataError(f"{where}: features must fit in float32 (|x| <= {FLOAT32_MAX:.3g}), got {x[row, col]} "
+                        f"at row {row}, column {col}; rescale that column")
     return x
 
 
@@ -296,13 +307,25 @@ def _as_targets(y: np.ndarray, where: str) -> np.ndarray:
     y = y.reshape(len(y), -1).astype(np.float64)
     if not np.all(np.isfinite(y)):
         raise DataError(f"{where}: regression targets must be finite, got {y[~np.isfinite(y)][0]}")
+    if y.size and np.max(np.abs(y)) > FLOAT32_MAX:
+        raise DataError(f"{where}: regression targets must fit in float32 (|y| <= {FLOAT32_MAX:.3g}), got "
+                        f"{y[np.abs(y) > FLOAT32_MAX][0]}; rescale them")
+    return y
+
+
+def _check_target_array(y: np.ndarray, where: str) -> np.ndarray:
+    """Targets must be numbers (or, for labels, strings or booleans), one entry or row per example."""
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{where}: expected numbers or string labels, got dtype {y.dtype}")
+    if y.ndim == 0:
+        raise DataError(f"{where}: expected one target per row, got a scalar")
     return y
 
 
 def _from_arrays(name, x, y, *, task, seed, test_fraction) -> Dataset:
     """One user (x, y) without a split: check, pick the task, encode labels, split, standardise."""
     x = _as_features(np.asarray(x), f"{name} features")
-    y = np.asarray(y)
+    y = _check_target_array(np.asarray(y), f"{name} target")
     if len(y) != len(x):
         raise DataError(f"{name}: features and targets must have the same number of rows, got {len(x)} and {len(y)}")
     task = _resolve_task(y, task, f"{name} target")
@@ -317,7 +340,8 @@ def _from_split(name, x_train, y_train, x_test, y_test, *, task) -> Dataset:
     """A user set that comes with its own train/test split."""
     x_train = _as_features(np.asarray(x_train), f"{name} train features")
     x_test = _as_features(np.asarray(x_test), f"{name} test features")
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    y_train = _check_target_array(np.asarray(y_train), f"{name} train target")
+    y_test = _check_target_array(np.asarray(y_test), f"{name} test target")
     for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) == 0 or len(x) != len(y):
             raise DataError(f"{name}: {part} features and targets must have the same, non-zero number of rows, "
@@ -411,33 +435,28 @@ def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
     """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given)."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: expected an .npz (zip) archive written by np.savez, got a file that is not one")
-    key = "?"
+    wanted: dict[str, str] = {}
+
+    def pick(keys: list[str]) -> list[str]:
+        if target is not None:
+            wanted.update(x="x", y=target)
+        elif all(k in keys for k in NPZ_SPLIT_KEYS):
+            wanted.update({k: k for k in NPZ_SPLIT_KEYS})
+        else:
+            wanted.update(x="x", y="y")
+        missing = [k for k in wanted.values() if k not in keys]
+        if missing:
+            raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
+                            f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
+        return list(wanted.values())
+
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-            if target is not None:
-                wanted = {"x": "x", "y": target}
-            elif all(k in keys for k in NPZ_SPLIT_KEYS):
-                wanted = {k: k for k in NPZ_SPLIT_KEYS}
-            else:
-                wanted = {"x": "x", "y": "y"}
-            missing = [k for k in wanted.values() if k not in keys]
-            if missing:
-                raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
-                                f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
-            out = {}
-            for role, key in wanted.items():  # `key` names the array in the error if reading it fails
-                out[role] = archive[key]
-            return out
-    except DataError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise DataError(f"{path}: array {key!r} holds Python objects, which are refused (allow_pickle=False); "
-                            f"save plain numeric arrays") from None
-        raise DataError(f"{path}: corrupt .npz archive (array {key!r}): {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        arrays = npz.load(path, pick)
+    except npz.NpzError as e:
+        raise DataError(f"{path}: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path}: corrupt .npz archive: {e}") from None
+    return {role: arrays[key] for role, key in wanted.items()}
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

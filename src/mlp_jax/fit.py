@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from .activations import get_activation
 from .checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from .data import DataError, Dataset, load_dataset
 from .errors import UsageError
+from .files import write_text
 from .losses import get_loss, prepare_targets
 from .model import forward
 from .params import INITS, init_params
@@ -106,6 +106,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientT
         lr: Any = config.lr
     elif config.schedule == "cosine":
         lr = optax.cosine_decay_schedule(config.lr, total)
+    elif config.schedule == "warmup-cosine" and total < 2:  # one step: no room for a warmup, only the peak
+        lr = config.lr
     elif config.schedule == "warmup-cosine":
         warmup = min(config.warmup_epochs * steps_per_epoch or max(1, total // 20), total - 1)
         lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(warmup, 1), total)
@@ -153,9 +155,12 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
-    """A seeded split of the training arrays into (train, validation)."""
+    """A seeded split of the training arrays into (train, validation); UsageError if either is empty."""
     order = np.random.default_rng(seed + 12345).permutation(len(x))
     n_val = max(1, int(round(fraction * len(x))))
+    if n_val >= len(x):
+        raise UsageError(f"--val-fraction {fraction} takes {n_val} of the {len(x)} training rows for validation "
+                         "and leaves none to train on; lower it")
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
 
@@ -178,6 +183,10 @@ def check_config(config: TrainConfig) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
     if not config.lr > 0 or not math.isfinite(config.lr):
         raise UsageError(f"--lr must be a positive number, got {config.lr}")
+    if not config.weight_decay >= 0 or not math.isfinite(config.weight_decay):
+        raise UsageError(f"--weight-decay must be a finite number >= 0, got {config.weight_decay}")
+    if config.warmup_epochs < 0:
+        raise UsageError(f"--warmup-epochs must be >= 0, got {config.warmup_epochs}")
     if config.patience is not None and config.patience < 1:
         raise UsageError(f"--patience must be >= 1, got {config.patience}")
     if config.devices is not None and config.devices < 1:
@@ -194,9 +203,59 @@ def _to_python(metrics: dict) -> dict[str, float]:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=2, allow_nan=False))  # strict JSON: no NaN or Infinity tokens
+
+
+def _saved_progress(path: Path) -> dict[str, Any]:
+    """The epoch count, history and best validation loss saved with the checkpoint at `path`, checked;
+    UsageError naming the field for anything malformed."""
+    try:
+        meta = read_metadata(path)
+    except CheckpointError as error:
+        raise UsageError(f"cannot resume: {error}") from None
+
+    def bad(field: str, expected: str) -> UsageError:
+        return UsageError(f"cannot resume from {path}: metadata {field!r}: expected {expected}, "
+                          f"found {meta.get(field)!r:.200}")
+
+    epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise bad("epoch", "an int >= 0")
+    if not isinstance(history, list) or len(history) != epoch or not all(
+            isinstance(h, dict) and all(isinstance(k, str) and _is_number(v) for k, v in h.items()) for h in history):
+        raise bad("history", f"a list of {epoch} dicts of numbers, one per epoch")
+    if not (isinstance(best, dict) and set(best) == {"val_loss", "epoch"} and isinstance(best["epoch"], int)
+            and (best["val_loss"] is None or _is_number(best["val_loss"]))):
+        raise bad("best", "{'val_loss': a number or None, 'epoch': an int}")
+    if best["val_loss"] is not None and not math.isfinite(best["val_loss"]):  # older runs saved inf for "none"
+        best = {"val_loss": None, "epoch": best["epoch"]}
+    return {"epoch": epoch, "history": history, "best": best}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def config_from_saved(saved: Any, where: str) -> TrainConfig:
+    """A `TrainConfig` from the dict a checkpoint saved, every field checked against its annotation
+    (a str, int, float, or tuple of ints, or None where the field allows it); UsageError otherwise."""
+    if not isinstance(saved, dict):
+        raise UsageError(f"cannot resume from {where}: metadata 'config': expected a dict, found {saved!r:.200}")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise UsageError(f"cannot resume from {where}: metadata 'config' has unknown fields {unknown}")
+    checks = {"str": lambda v: isinstance(v, str), "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": _is_number,
+              "tuple[int, ...]": lambda v: isinstance(v, (list, tuple)) and all(checks["int"](s) for s in v)}
+    values = {}
+    for name, value in saved.items():
+        kind = fields[name].replace(" | None", "")
+        if not ((value is None and "None" in fields[name]) or (value is not None and checks[kind](value))):
+            raise UsageError(f"cannot resume from {where}: metadata 'config' field {name!r}: expected "
+                             f"{fields[name]}, found {value!r:.200}")
+        values[name] = tuple(value) if kind == "tuple[int, ...]" and value is not None else value
+    return TrainConfig(**values)
 
 
 def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
@@ -209,6 +268,13 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     out = Path(out)
     config = config.resolved()
     check_config(config)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
+    if resume:  # read what was saved, and check it, before any data is loaded
+        saved = _saved_progress(out / CHECKPOINT)
+        if saved["epoch"] >= config.epochs:
+            raise UsageError(f"nothing to do: the run in {out} already has {saved['epoch']} epochs "
+                             f"(ask for more with --epochs, now {config.epochs})")
     try:
         data = load_dataset(config.dataset, target=config.target, seed=config.seed)
     except DataError as error:
@@ -233,15 +299,15 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     init_key, train_key = jax.random.split(key)
     state = init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
     history: list[dict] = []
-    best = {"val_loss": math.inf, "epoch": 0}
+    best: dict[str, Any] = {"val_loss": None, "epoch": 0}  # None until a validation loss is seen
     epochs_done = 0
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         try:
-            state, meta = load_checkpoint(out / CHECKPOINT, state)
+            state, _ = load_checkpoint(out / CHECKPOINT, state)
         except CheckpointError as error:
             raise UsageError(str(error)) from None
-        history, best, epochs_done = meta["history"], meta["best"], meta["epoch"]
+        history, best, epochs_done = saved["history"], saved["best"], saved["epoch"]
     sharded = mesh.size > 1 or jax.process_count() > 1  # one device: the plain, unsharded path
     if sharded:
         state = distributed.replicate(state, mesh)
@@ -266,7 +332,7 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     train_epoch = make_train_epoch(
         optimizer, activation=config.activation, loss=loss, grad=grad, batch_size=batch_size
     )
-    evaluate = make_evaluate(activation=config.activation, loss=loss)
+    evaluate = make_evaluate(activation=config.activation, loss=loss, classification=data.task == "classification")
 
     progress = _progress(range(epochs_done, config.epochs), quiet, initial=epochs_done, total=config.epochs)
     stopped_early = False
@@ -286,7 +352,7 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         if x_val is not None:
             record.update({f"val_{k}": v for k, v in
                            _to_python(evaluate(state.params, x_val, y_val)).items()})
-            if record["val_loss"] < best["val_loss"]:
+            if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
                 best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
         record["elapsed_s"] = time.perf_counter() - start
         history.append(record)
@@ -301,8 +367,6 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
             break
     if hasattr(progress, "close"):
         progress.close()
-    if not history:
-        raise UsageError(f"nothing to do: the run in {out} already has {epochs_done} epochs (ask for more with --epochs)")
 
     final = history[-1]
     metrics: dict[str, Any] = {
@@ -416,11 +480,10 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.resume is not None:
         out = Path(args.resume)
         try:
-            saved = dict(read_metadata(out / CHECKPOINT)["config"])
-            saved["hidden"] = tuple(saved["hidden"])
-            config = TrainConfig(**saved)
-        except (CheckpointError, KeyError, TypeError) as error:
-            raise UsageError(f"cannot resume from {out / CHECKPOINT}: {error}") from None
+            saved = read_metadata(out / CHECKPOINT).get("config")
+        except CheckpointError as error:
+            raise UsageError(f"cannot resume: {error}") from None
+        config = config_from_saved(saved, str(out / CHECKPOINT))
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
         if args.devices is not None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import math
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -56,6 +57,7 @@ from jax.flatten_util import ravel_pytree
 from .activations import get_activation
 from .backprop import backprop, backward, forward_with_cache
 from .errors import UsageError
+from .files import write_text
 from .gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
 from .losses import get_loss, reduce, scaled_grad_logits, target_kind
 from .model import check_problem
@@ -193,7 +195,8 @@ def _probes(params64: Params, fd_entries: int, fd_mode: str, seed: int) -> tuple
             indices.append(offset + per_leaf[-1])
             steps.append(h * np.maximum(1.0, np.abs(flat[per_leaf[-1]])))
         offset += flat.size
-    entries = (jnp.asarray(np.concatenate(indices), jnp.int32), jnp.asarray(np.concatenate(steps)))
+    entries = (jnp.asarray(np.concatenate(indices) if indices else np.zeros(0), jnp.int32),  # none: every
+               jnp.asarray(np.concatenate(steps) if steps else np.zeros(0)))  # leaf probed by directions
     return Probes(entries, directions), per_leaf, how
 
 
@@ -371,6 +374,8 @@ def run_cli(args: argparse.Namespace) -> int:
     if target_kind(args.loss) == "labels" and sizes[-1] < 2:
         raise UsageError(f"loss {args.loss!r} takes class labels: the last size must be >= 2, got {sizes[-1]}")
 
+    if args.json and not Path(args.json).resolve().parent.is_dir():  # before the work, not after it
+        raise UsageError(f"cannot write --json {args.json}: its directory does not exist")
     jax.config.update("jax_enable_x64", True)
     params, x, y = random_problem(sizes, args.batch, args.loss, DTYPES[args.dtype], args.seed)
     report = check_gradients(
@@ -380,8 +385,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(report.table())
     if args.json:
         try:
-            with open(args.json, "w") as f:
-                f.write(report.to_json() + "\n")
+            write_text(Path(args.json), report.to_json() + "\n")
         except OSError as error:
             raise UsageError(f"cannot write --json {args.json}: {error.strerror}") from None
     return 0 if report.ok else 1

@@ -129,13 +129,23 @@ def _concrete(a) -> np.ndarray | None:
     return np.asarray(a)
 
 
+def _as_numeric_array(a, what: str) -> Array:
+    """`a` as a JAX array; a TypeError naming `what` if it holds anything but numbers or booleans."""
+    if isinstance(a, jax.Array):
+        return a
+    array = np.asarray(a)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be numeric, got dtype {array.dtype}")
+    return jnp.asarray(array)
+
+
 def prepare_targets(name: str, y, batch: int, out: int, dtype) -> Array:
     """Check `y` against what loss `name` expects and return it ready for use.
 
     Integer labels stay integer; everything else is cast to the params' `dtype`. Raises a
     ValueError or TypeError naming the expected and the given shape, dtype or value range.
     """
-    y = jnp.asarray(y) if not isinstance(y, jax.Array) else y
+    y = _as_numeric_array(y, "y")
     is_int = jnp.issubdtype(y.dtype, jnp.integer)
     if (name == "softmax_cross_entropy" and y.ndim == 1) or name in _LABEL_TARGETS:
         if not is_int:
@@ -158,8 +168,11 @@ def prepare_targets(name: str, y, batch: int, out: int, dtype) -> Array:
         raise ValueError(f"loss {name!r} expects y of shape ({batch}, {out}){hint}, got {y.shape}")
     if not (jnp.issubdtype(y.dtype, jnp.floating) or is_int or y.dtype == jnp.bool_):
         raise TypeError(f"y must be numeric, got dtype {y.dtype}")
+    values = _concrete(y)
+    if values is not None and values.size and not np.isfinite(values).all():
+        raise ValueError(f"y must be finite, got {values[~np.isfinite(values)][0]} at index "
+                         f"{tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])}")
     if name == "sigmoid_binary_cross_entropy":
-        values = _concrete(y)
         if values is not None and values.size and (values.min() < 0 or values.max() > 1):
             raise ValueError(
                 f"sigmoid_binary_cross_entropy expects y in [0, 1], got values in [{values.min()}, {values.max()}]"
@@ -171,7 +184,7 @@ def prepare_sample_weight(sample_weight, batch: int, dtype) -> Array | None:
     """Check a (batch,) weight vector (non-negative, not all zero when concrete) and cast it to `dtype`."""
     if sample_weight is None:
         return None
-    w = jnp.asarray(sample_weight)
+    w = _as_numeric_array(sample_weight, "sample_weight")
     if w.shape != (batch,):
         raise ValueError(f"sample_weight must have shape ({batch},), got {w.shape}")
     values = _concrete(w)

@@ -45,6 +45,8 @@ def check_problem(params: Params, x, y, activation: str, loss: str, sample_weigh
     get_loss(loss), get_activation(activation)
     x, dtype = check_inputs(params, x)
     batch, out = x.shape[0], params[-1].w.shape[1]
+    if batch == 0:
+        raise ValueError(f"x must hold at least one example (the loss is a mean over the batch), got shape {x.shape}")
     y = prepare_targets(loss, y, batch, out, dtype)
     return Checked(x, y, prepare_sample_weight(sample_weight, batch, dtype), dtype)
 

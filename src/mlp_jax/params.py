@@ -8,6 +8,7 @@ tuple of NamedTuples, so `jax.tree`, `jax.jit` and optax take them as they are.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -64,9 +65,12 @@ def init_params(
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least 2 entries (input and output), got {sizes}")
-    for size in sizes:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"layer_sizes must be positive integers, got {sizes}")
+    try:  # ints, numpy ints included; not bools, floats or strings
+        sizes = [None if isinstance(size, bool) else operator.index(size) for size in sizes]
+    except TypeError:
+        sizes = [None]
+    if any(size is None or size < 1 for size in sizes):
+        raise ValueError(f"layer_sizes must be positive integers, got {list(layer_sizes)}")
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")

@@ -176,18 +176,20 @@ def make_train_epoch(
     return jax.jit(train_epoch, donate_argnums=(0,) if donate else ())
 
 
-def make_evaluate(*, activation: str = "relu", loss: str = "mse") -> Callable:
+def make_evaluate(*, activation: str = "relu", loss: str = "mse", classification: bool = False) -> Callable:
     """A jitted ``evaluate(params, x, y) -> {"loss": ..., "accuracy": ...}``.
 
-    Accuracy is the argmax match for softmax cross-entropy with integer labels, the sign match
-    (logit > 0 vs target > 0.5) for sigmoid binary cross-entropy, and absent for other losses.
+    Accuracy is the argmax match for softmax cross-entropy (integer or one-hot labels) and, with
+    `classification` (y holds class labels, one-hot for a dense loss such as mse), for every loss whose
+    y is labels (B,) or one-hot (B, K > 1); the sign match (logit > 0 vs target > 0.5) for sigmoid
+    binary cross-entropy with one output; absent otherwise.
     """
     get_activation(activation), get_loss(loss)
 
     def evaluate(params: Params, x: Array, y: Array) -> dict[str, Array]:
         logits = forward(params, x, activation)
         metrics = {"loss": loss_fn(params, x, y, activation, loss)}
-        if loss == "softmax_cross_entropy":
+        if loss == "softmax_cross_entropy" or (classification and (y.ndim == 1 or y.shape[-1] > 1)):
             labels = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
             metrics["accuracy"] = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
         elif loss == "sigmoid_binary_cross_entropy":

@@ -1,0 +1,33 @@
+"""`mlp_jax.files`: an output file is replaced whole or left as it was."""
+
+import os
+import stat
+
+import pytest
+
+from mlp_jax.files import write_atomic, write_text
+
+
+def test_write_text_replaces_the_file_whole_with_the_usual_permissions(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    write_text(path, "new")
+    assert path.read_text() == "new"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # not the temporary file's 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "results.md"
+    path.write_text("old")
+
+    def write_half_then_fail(f):
+        f.write(b"half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        write_atomic(path, write_half_then_fail)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]
