@@ -396,7 +396,7 @@ def test_features_beyond_float32_are_refused_not_zeroed(tmp_path):
     x = np.ones((20, 2))
     x[:, 0] = np.arange(20) * 1e160
     np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2)
-    with pytest.raises(DataError, match=r"fit in float32.*column 0"):
+    with pytest.raises(DataError, match=r"features must be within float32's range.*column 0"):
         load_dataset(tmp_path / "d.npz")
 
 

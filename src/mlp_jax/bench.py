@@ -518,19 +518,14 @@ def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, r
     (PyTorch on `torch_device` where it has it). A round that failed is kept under ``"errors"``."""
     request = {"mode": "steps", "configs": [c._asdict() for c in configs], "repeats": repeats,
                "min_sample": min_sample, "device": torch_device}
-    runs: dict[str, list] = {peer: [] for peer in peers}
-    for _ in range(rounds):
-        for peer in peers:
-            runs[peer].append(_run_worker(f"{peer}_peer.py", request))
     out: dict[str, Any] = {}
-    for peer, answers in runs.items():
-        good = [a for a in answers if "configs" in a]
+    for peer, (good, failed) in _alternating_rounds(peers, request, rounds, "configs").items():
         if not good:
-            out[peer] = answers[0]
+            out[peer] = failed[0]
             continue
         merged: dict[str, Any] = {"version": good[0].get("version"), "device": good[0].get("device"), "configs": {}}
-        if len(good) < len(answers):
-            merged["errors"] = [a for a in answers if "configs" not in a]
+        if failed:
+            merged["errors"] = failed
         for config in configs:
             samples = [s for a in good for s in a["configs"].get(config.name, {}).get("samples", [])]
             if samples:
@@ -546,22 +541,28 @@ def digits_time_to_accuracy(target: float, max_epochs: int, rounds: int = 3) -> 
     round's answer, with ``seconds`` the median over good rounds and ``seconds_samples`` all of them
     (a failed round is kept under ``"errors"``)."""
     request = {"mode": "digits", "target": target, "max_epochs": max_epochs, "hidden": [64, 64], "batch": 128}
-    libs = ("mlp_jax", "sklearn")
-    answers: dict[str, list] = {lib: [] for lib in libs}
-    for _ in range(rounds):
-        for lib in libs:
-            answers[lib].append(_run_worker(f"{lib}_peer.py", request))
     out: dict[str, Any] = {}
-    for lib, runs in answers.items():
-        good = [a for a in runs if "seconds" in a]
+    for lib, (good, failed) in _alternating_rounds(("mlp_jax", "sklearn"), request, rounds, "seconds").items():
         if not good:
-            out[lib] = runs[0]
+            out[lib] = failed[0]
             continue
         samples = [a["seconds"] for a in good]
         out[lib] = dict(good[0], seconds=statistics.median(samples), seconds_samples=samples)
-        if len(good) < len(runs):
-            out[lib]["errors"] = [a for a in runs if "seconds" not in a]
+        if failed:
+            out[lib]["errors"] = failed
     return out
+
+
+def _alternating_rounds(libs: Sequence[str], request: dict, rounds: int,
+                        answer_key: str) -> dict[str, tuple[list[dict], list[dict]]]:
+    """Each library's worker (``benchmarks/peers/<lib>_peer.py``) run `rounds` times on `request`, the
+    libraries' processes alternating; per library, (the answers holding `answer_key`, the failed ones)."""
+    answers: dict[str, list[dict]] = {lib: [] for lib in libs}
+    for _ in range(rounds):
+        for lib in libs:
+            answers[lib].append(_run_worker(f"{lib}_peer.py", request))
+    return {lib: ([a for a in runs if answer_key in a], [a for a in runs if answer_key not in a])
+            for lib, runs in answers.items()}
 
 
 # --- environment ------------------------------------------------------------------------------------

@@ -290,13 +290,7 @@ def _as_features(x: np.ndarray, where: str) -> np.ndarray:
     x = x.reshape(len(x), -1)
     if x.shape[1] == 0:
         raise DataError(f"{where}: expected at least one feature per row, got an array of shape {x.shape}")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        row, col = np.argwhere(~np.isfinite(x))[0]
-        raise DataError(f"{where}: features must be finite, got {x[row, col]} at row {row}, column {col}")
-    if x.dtype.kind == "f" and x.size and np.max(np.abs(x)) > FLOAT32_MAX:  # standardised in float32 statistics
-        row, col = np.argwhere(np.abs(x) > FLOAT32_MAX)[0]
-        raise DataError(f"{where}: features must fit in float32 (|x| <= {FLOAT32_MAX:.3g}), got {x[row, col]} "
-                        f"at row {row}, column {col}; rescale that column")
+    _check_values(x, "features", where)
     return x
 
 
@@ -305,12 +299,21 @@ def _as_targets(y: np.ndarray, where: str) -> np.ndarray:
     if y.dtype.kind not in "biuf":
         raise DataError(f"{where}: regression targets must be numeric, got dtype {y.dtype}")
     y = y.reshape(len(y), -1).astype(np.float64)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"{where}: regression targets must be finite, got {y[~np.isfinite(y)][0]}")
-    if y.size and np.max(np.abs(y)) > FLOAT32_MAX:
-        raise DataError(f"{where}: regression targets must fit in float32 (|y| <= {FLOAT32_MAX:.3g}), got "
-                        f"{y[np.abs(y) > FLOAT32_MAX][0]}; rescale them")
+    _check_values(y, "regression targets", where)
     return y
+
+
+def _check_values(a: np.ndarray, what: str, where: str) -> None:
+    """Every entry of the (n, k) array `a` finite and within float32's range: the model trains in float32
+    on values standardised with float32 statistics (a 1e160 column would become all zeros)."""
+    if a.dtype.kind != "f" or not a.size:
+        return
+    bad = ~(np.abs(a) <= FLOAT32_MAX)  # NaN, inf and huge
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        value = a[row, col]
+        need = "finite" if not np.isfinite(value) else f"within float32's range (|v| <= {FLOAT32_MAX:.3g}; rescale)"
+        raise DataError(f"{where}: {what} must be {need}, got {value} at row {row}, column {col}")
 
 
 def _check_target_array(y: np.ndarray, where: str) -> np.ndarray:
