@@ -373,9 +373,11 @@ def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
 def x64_for(dtype: str):
     """A context with JAX's 64-bit mode on for float64 and off otherwise: float32 and bfloat16 configs
     are timed as a user runs them (with it on, optax's adam counts in int64 and float64)."""
-    import jax
-
-    return jax.enable_x64(dtype == "float64")
+    try:
+        from jax import enable_x64  # jax >= 0.7
+    except ImportError:
+        from jax.experimental import enable_x64
+    return enable_x64(dtype == "float64")
 
 
 class _Matmul(NamedTuple):
