@@ -28,5 +28,18 @@ def tree_max_rel_error(a, b) -> float:
 
 
 @pytest.fixture
+def restored_registries():
+    """The activation and loss registries as they were before the test, whatever it registers."""
+    from mlp_jax import activations, losses
+
+    registries = (activations._REGISTRY, losses._REGISTRY, losses._LABEL_TARGETS)
+    saved = [type(r)(r) for r in registries]
+    yield
+    for registry, old in zip(registries, saved):
+        registry.clear()
+        registry.update(old)
+
+
+@pytest.fixture
 def key():
     return jax.random.key(0)

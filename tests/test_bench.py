@@ -61,7 +61,7 @@ def test_float32_steps_are_timed_without_64_bit_mode():
 
     from mlp_jax.train import make_update
 
-    for spec, wide in (("small", False), ("1x8x16:float64", True)):
+    for spec, wide in (("1x8x16", False), ("1x8x16:float64", True)):
         config = bench.parse_config(spec)
         with bench.x64_for(config.dtype):
             params, x, y = bench.make_problem(config)

@@ -1,6 +1,7 @@
 """`mlp-jax train`: outputs, resume bit for bit, early stopping, non-finite loss, bad input (exit 2)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -208,12 +209,20 @@ def test_metrics_are_strict_json_and_classification_has_accuracy_for_any_loss(tm
     assert 0 <= metrics["test_accuracy"] <= 1 and "test_accuracy" in metrics["history"][-1]
 
 
-def test_resume_with_nothing_left_to_do_exits_2(tmp_path, capsys):
-    assert train("--dataset", "xor", "--epochs", "2", "--out", str(tmp_path / "r")) == 0
+def test_resume_with_nothing_left_to_do_exits_2(tmp_path, capsys, two_epochs_of_xor):
+    shutil.copytree(two_epochs_of_xor, tmp_path / "r")
     before = (tmp_path / "r" / "metrics.json").read_text()
     assert main(["train", "--quiet", "--resume", str(tmp_path / "r"), "--epochs", "2"]) == 2
     assert "nothing to do: the run in" in capsys.readouterr().err
     assert (tmp_path / "r" / "metrics.json").read_text() == before
+
+
+@pytest.fixture(scope="module")
+def two_epochs_of_xor(tmp_path_factory):
+    """A finished 2-epoch xor run, trained once for the tests that copy and then spoil it."""
+    out = tmp_path_factory.mktemp("xor") / "run"
+    assert train("--dataset", "xor", "--epochs", "2", "--out", str(out)) == 0
+    return out
 
 
 def _resave_with(path, change):
@@ -233,12 +242,28 @@ def _resave_with(path, change):
     (lambda m: m["config"].update(dataset=["xor"]), "field 'dataset': expected str, found ['xor']"),
     (lambda m: m["config"].update(hidden="8"), "field 'hidden': expected tuple[int, ...] | None, found '8'"),
     (lambda m: m["config"].update(colour="red"), "unknown fields ['colour']"),
+    (lambda m: m["config"].update(hidden=[0]), "hidden sizes must be >= 1, got [0]"),
     (lambda m: m.update(best={"val_loss": "low", "epoch": 0}), "metadata 'best'"),
-], ids=["no-history", "epoch-str", "lr-str", "dataset-list", "hidden-str", "unknown-field", "best"])
-def test_resume_from_malformed_metadata_is_one_line_exit_2(tmp_path, capsys, change, message):
+], ids=["no-history", "epoch-str", "lr-str", "dataset-list", "hidden-str", "unknown-field", "hidden-0", "best"])
+def test_resume_from_malformed_metadata_is_one_line_exit_2(tmp_path, capsys, two_epochs_of_xor, change, message):
     out = tmp_path / "r"
-    assert train("--dataset", "xor", "--epochs", "2", "--out", str(out)) == 0
+    shutil.copytree(two_epochs_of_xor, out)
     _resave_with(out / "checkpoint.npz", change)
     assert main(["train", "--quiet", "--resume", str(out), "--epochs", "4"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_metrics_that_are_not_finite_are_null_with_a_warning(tmp_path, capsys):
+    """A test row far outside the training range overflows the float32 forward pass: the run still
+    writes strict JSON, with null for the non-finite values, and says so."""
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(40, 2)), rng.normal(size=(10, 2))
+    x_test[3, 0] = 3e38
+    np.savez(tmp_path / "outlier.npz", x_train=x_train, y_train=np.arange(40) % 2, x_test=x_test,
+             y_test=np.arange(10) % 2)
+    out = tmp_path / "o"
+    assert main(["train", "--dataset", str(tmp_path / "outlier.npz"), "--epochs", "2", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_loss"] is None and metrics["history"][-1]["test_loss"] is None
+    assert "warning: history[0].test_loss" in capsys.readouterr().err

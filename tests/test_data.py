@@ -404,3 +404,24 @@ def test_classification_needs_two_classes(tmp_path):
     (tmp_path / "one.csv").write_text("a,label\n" + "".join(f"{i},7\n" for i in range(10)))
     with pytest.raises(DataError, match="at least two classes, got only"):
         load_dataset(tmp_path / "one.csv", task="classification")
+
+
+def test_float16_infinities_are_caught_without_a_cast_warning(tmp_path):
+    x = np.ones((20, 2), np.float16)
+    x[5, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2)
+    with pytest.raises(DataError, match="features must be finite, got inf at row 5, column 0"):
+        load_dataset(tmp_path / "d.npz")
+    np.savez(tmp_path / "ok.npz", x=np.ones((20, 2), np.float16), y=np.arange(20) % 2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(tmp_path / "ok.npz")
+
+
+def test_missing_keys_are_not_called_corrupt(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 2)), z=np.ones(4))
+    with pytest.raises(DataError, match="missing y; found x, z") as error:
+        load_dataset(tmp_path / "d.npz")
+    assert "corrupt" not in str(error.value) and str(error.value).count("d.npz") == 1

@@ -151,3 +151,30 @@ def test_layer_sizes_take_numpy_ints_and_refuse_others():
     for sizes in ([3, 2.0], [3, True], [3, "2"], [3, 0]):
         with pytest.raises(ValueError, match=r"layer_sizes must be positive integers, got \[3, "):
             mj.init_params(jax.random.key(0), sizes)
+
+
+def test_numpy_bfloat16_targets_and_weights_are_numbers():
+    import ml_dtypes
+    import numpy as np
+
+    params = mj.init_params(jax.random.key(0), [4, 3], dtype=jnp.bfloat16)
+    x = jnp.ones((6, 4), jnp.bfloat16)
+    y = np.full((6, 3), 0.5, ml_dtypes.bfloat16)
+    weights = np.ones(6, ml_dtypes.bfloat16)
+    assert jnp.isfinite(mj.loss(params, x, y, loss="mse", sample_weight=weights))
+
+
+def test_a_registered_loss_may_mark_missing_targets_with_nan(params, restored_registries):
+    """The finite-target check is the built-in losses' own: a registered loss may read NaN as "missing"."""
+
+    def value(logits, y):
+        return jnp.sum(jnp.where(jnp.isnan(y), 0.0, (logits - y) ** 2), axis=-1)
+
+    def grad(logits, y):
+        return jnp.where(jnp.isnan(y), 0.0, 2 * (logits - y))
+
+    mj.register_loss("masked_mse", value, grad, verify=False)
+    y = jnp.zeros((6, 3)).at[2, 1].set(jnp.nan)
+    eager = mj.loss(params, X, y, loss="masked_mse")
+    value_bp, _ = mj.backprop(params, X, y, loss="masked_mse")
+    assert jnp.isfinite(eager) and jnp.allclose(eager, value_bp)

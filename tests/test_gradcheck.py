@@ -23,12 +23,9 @@ PLANTED = (jnp.tanh, lambda z: 1.01 * (1 - jnp.tanh(z)) * (1 + jnp.tanh(z)))  # 
 
 
 @pytest.fixture
-def registry():
+def registry(restored_registries):
     """Register test activations for one test only."""
-    saved = dict(activations._REGISTRY)
-    yield activations.register_activation
-    activations._REGISTRY.clear()
-    activations._REGISTRY.update(saved)
+    return activations.register_activation
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from conftest import tree_max_rel_error
 
 import mlp_jax as mj
-from mlp_jax import activations, cli, losses
+from mlp_jax import cli, losses
 from mlp_jax.activations import register_activation
 from mlp_jax.losses import register_loss
 from mlp_jax.train import make_update
@@ -40,14 +40,7 @@ def tempered_ce_grad(logits, labels):
     return (jax.nn.softmax(logits / 2) - jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)) / 2
 
 
-@pytest.fixture(autouse=True)
-def registry():
-    """Every test here starts from, and leaves behind, the registries as they were."""
-    saved = dict(activations._REGISTRY), dict(losses._REGISTRY), set(losses._LABEL_TARGETS)
-    yield
-    for registry, old in zip((activations._REGISTRY, losses._REGISTRY, losses._LABEL_TARGETS), saved):
-        registry.clear()
-        registry.update(old)
+pytestmark = pytest.mark.usefixtures("restored_registries")  # every test leaves the registries as they were
 
 
 def problem(kind, dtype=jnp.float64):

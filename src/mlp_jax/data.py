@@ -308,7 +308,9 @@ def _check_values(a: np.ndarray, what: str, where: str) -> None:
     on values standardised with float32 statistics (a 1e160 column would become all zeros)."""
     if a.dtype.kind != "f" or not a.size:
         return
-    bad = ~(np.abs(a) <= FLOAT32_MAX)  # NaN, inf and huge
+    bad = ~np.isfinite(a)
+    if a.dtype.itemsize > 4:  # wider than float32: finite values can still be out of its range
+        bad |= np.abs(a) > FLOAT32_MAX
     if bad.any():
         row, col = np.argwhere(bad)[0]
         value = a[row, col]
@@ -455,6 +457,8 @@ def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
 
     try:
         arrays = npz.load(path, pick)
+    except DataError:
+        raise
     except npz.NpzError as e:
         raise DataError(f"{path}: {e}") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:

@@ -5,6 +5,7 @@ truncated one."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -12,15 +13,24 @@ from typing import IO
 
 
 def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Call ``write(f)`` on a temporary binary file next to `path`, fsync it, then move it onto `path`."""
-    path = Path(path)
+    """Call ``write(f)`` on a temporary binary file next to `path`, fsync it, then move it onto `path`.
+
+    A symlink is followed (its target is replaced, the link stays); an existing file keeps its
+    permissions, a new one gets the umask's; something that is not a regular file (``/dev/stdout``, a
+    pipe) is written in place, as ``open`` would."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            write(f)
+        return
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
     tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with tmp:
             write(tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp.name, 0o666 & ~_umask())  # as open() would make it, not the temporary file's 0600
+        os.chmod(tmp.name, mode)  # not the temporary file's 0600
         os.replace(tmp.name, path)
     except BaseException:
         Path(tmp.name).unlink(missing_ok=True)
@@ -29,7 +39,16 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux tells it (changing it, even for a
+    moment, would race with files other threads create)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o22)
     os.umask(mask)
     return mask
 

@@ -187,6 +187,8 @@ def check_config(config: TrainConfig) -> None:
         raise UsageError(f"--weight-decay must be a finite number >= 0, got {config.weight_decay}")
     if config.warmup_epochs < 0:
         raise UsageError(f"--warmup-epochs must be >= 0, got {config.warmup_epochs}")
+    if any(size < 1 for size in config.hidden or ()):
+        raise UsageError(f"hidden sizes must be >= 1, got {list(config.hidden)}")
     if config.patience is not None and config.patience < 1:
         raise UsageError(f"--patience must be >= 1, got {config.patience}")
     if config.devices is not None and config.devices < 1:
@@ -204,6 +206,20 @@ def _to_python(metrics: dict) -> dict[str, float]:
 
 def _write_json(path: Path, obj: dict) -> None:
     write_text(path, json.dumps(obj, indent=2, allow_nan=False))  # strict JSON: no NaN or Infinity tokens
+
+
+def _finite_or_null(tree: Any, where: str = "") -> tuple[Any, list[str]]:
+    """`tree` (dicts, lists, numbers) with every NaN or infinite float replaced by None, and the paths
+    of those replaced (``history[3].test_loss``)."""
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None, [where]
+    if isinstance(tree, dict):
+        pairs = [(k, _finite_or_null(v, f"{where}.{k}" if where else k)) for k, v in tree.items()]
+        return {k: v for k, (v, _) in pairs}, [p for _, (_, paths) in pairs for p in paths]
+    if isinstance(tree, list):
+        items = [_finite_or_null(v, f"{where}[{i}]") for i, v in enumerate(tree)]
+        return [v for v, _ in items], [p for _, paths in items for p in paths]
+    return tree, []
 
 
 def _saved_progress(path: Path) -> dict[str, Any]:
@@ -395,9 +411,14 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     if data.task == "regression":
         metrics["test_mse"] = final["test_loss"] if loss == "mse" else None
         if data.target_std is not None:  # the same error in the targets' original units
-            predicted = np.asarray(forward(state.params, x_te, config.activation)) * data.target_std
-            metrics["test_mse_original_units"] = float(np.mean((predicted - np.asarray(y_te) * data.target_std) ** 2))
+            std = data.target_std.astype(np.float64)  # in float64: big targets overflow float32 here
+            predicted = np.asarray(forward(state.params, x_te, config.activation), np.float64) * std
+            metrics["test_mse_original_units"] = float(np.mean((predicted - np.asarray(y_te, np.float64) * std) ** 2))
     if distributed.is_primary():
+        metrics, not_finite = _finite_or_null(metrics)
+        if not_finite and not quiet:
+            print(f"mlp-jax train: warning: {', '.join(not_finite)} not finite (null in {METRICS}); the test "
+                  "split may hold values far outside the training split's range", file=sys.stderr)
         _write_json(out / METRICS, metrics)
         _write_plots(out, history, data, state, config, loss)
     return metrics

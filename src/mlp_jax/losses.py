@@ -134,7 +134,8 @@ def _as_numeric_array(a, what: str) -> Array:
     if isinstance(a, jax.Array):
         return a
     array = np.asarray(a)
-    if array.dtype.kind not in "biuf":
+    numeric = jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)
+    if not (numeric or array.dtype == np.bool_):  # (ml_dtypes' bfloat16 is floating, of numpy kind "V")
         raise TypeError(f"{what} must be numeric, got dtype {array.dtype}")
     return jnp.asarray(array)
 
@@ -169,7 +170,8 @@ def prepare_targets(name: str, y, batch: int, out: int, dtype) -> Array:
     if not (jnp.issubdtype(y.dtype, jnp.floating) or is_int or y.dtype == jnp.bool_):
         raise TypeError(f"y must be numeric, got dtype {y.dtype}")
     values = _concrete(y)
-    if values is not None and values.size and not np.isfinite(values).all():
+    # built-in losses only: a registered loss may use NaN to mark a missing target
+    if _REGISTRY[name] is BUILTIN.get(name) and values is not None and values.size and not np.isfinite(values).all():
         raise ValueError(f"y must be finite, got {values[~np.isfinite(values)][0]} at index "
                          f"{tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])}")
     if name == "sigmoid_binary_cross_entropy":
