@@ -178,3 +178,10 @@ def test_a_registered_loss_may_mark_missing_targets_with_nan(params, restored_re
     eager = mj.loss(params, X, y, loss="masked_mse")
     value_bp, _ = mj.backprop(params, X, y, loss="masked_mse")
     assert jnp.isfinite(eager) and jnp.allclose(eager, value_bp)
+
+
+def test_time_deltas_are_not_numbers(params):
+    import numpy as np
+
+    with pytest.raises(TypeError, match=r"sample_weight must be numeric, got dtype timedelta64\[s\]"):
+        mj.loss(params, X, LABELS, loss="softmax_cross_entropy", sample_weight=np.ones(6, "m8[s]"))

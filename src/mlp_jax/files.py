@@ -16,13 +16,15 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write(f)`` on a temporary binary file next to `path`, fsync it, then move it onto `path`.
 
     A symlink is followed (its target is replaced, the link stays); an existing file keeps its
-    permissions, a new one gets the umask's; something that is not a regular file (``/dev/stdout``, a
-    pipe) is written in place, as ``open`` would."""
-    path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_file():
-        with open(path, "wb") as f:
+    permissions, a new one gets the umask's. A stream rather than a file, something that is not a
+    regular file (a pipe) or a path under /dev or /proc (``/dev/stdout``, whatever it points at), is
+    appended to in place."""
+    path = Path(path)
+    if path.exists() and (not path.is_file() or path.absolute().parts[1:2] in (("dev",), ("proc",))):
+        with open(path, "ab") as f:
             write(f)
         return
+    path = _destination(path)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
     tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
@@ -36,6 +38,17 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         Path(tmp.name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _destination(path: Path) -> Path:
+    """The file a write to `path` lands in: `path`, or the end of its chain of symlinks (created if the
+    chain dangles, as ``open`` does; a loop raises, as ``open`` does)."""
+    if not path.is_symlink():
+        return path
+    try:
+        return Path(os.path.realpath(path, strict=True))
+    except FileNotFoundError:
+        return Path(os.path.realpath(path))
 
 
 def _umask() -> int:

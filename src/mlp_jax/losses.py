@@ -134,8 +134,8 @@ def _as_numeric_array(a, what: str) -> Array:
     if isinstance(a, jax.Array):
         return a
     array = np.asarray(a)
-    numeric = jnp.issubdtype(array.dtype, jnp.integer) or jnp.issubdtype(array.dtype, jnp.floating)
-    if not (numeric or array.dtype == np.bool_):  # (ml_dtypes' bfloat16 is floating, of numpy kind "V")
+    bfloat16 = array.dtype.kind == "V" and jnp.issubdtype(array.dtype, jnp.floating)  # ml_dtypes' kind is "V"
+    if not (array.dtype.kind in "biuf" or bfloat16):
         raise TypeError(f"{what} must be numeric, got dtype {array.dtype}")
     return jnp.asarray(array)
 
