@@ -185,3 +185,15 @@ def test_time_deltas_are_not_numbers(params):
 
     with pytest.raises(TypeError, match=r"sample_weight must be numeric, got dtype timedelta64\[s\]"):
         mj.loss(params, X, LABELS, loss="softmax_cross_entropy", sample_weight=np.ones(6, "m8[s]"))
+
+
+def test_params_donated_to_a_training_step_get_a_clear_error(params):
+    import optax
+
+    from mlp_jax.train import make_update
+
+    update = make_update(optax.sgd(0.1), activation="relu", loss="softmax_cross_entropy")
+    new_params, _, _ = update(params, optax.sgd(0.1).init(params), X, LABELS)
+    with pytest.raises(RuntimeError, match=r"params\[0\].w was donated to a training step.*use the params they return"):
+        mj.loss(params, X, LABELS, loss="softmax_cross_entropy")
+    assert jnp.isfinite(mj.loss(new_params, X, LABELS, loss="softmax_cross_entropy"))

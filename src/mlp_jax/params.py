@@ -110,6 +110,12 @@ def check_params(params: Params) -> jnp.dtype:
                 f"params do not chain: layer {i - 1} has out={params[i - 1].w.shape[1]} "
                 f"but layer {i} has in={w.shape[0]}"
             )
+        for name, leaf in (("w", w), ("b", b)):
+            if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer) and leaf.is_deleted():
+                raise RuntimeError(
+                    f"params[{i}].{name} was donated to a training step and is gone: make_update, "
+                    "make_fused_update and make_train_epoch donate their inputs; use the params they return "
+                    "(state.params for a TrainState)")
         dtypes.update({jnp.dtype(w.dtype), jnp.dtype(b.dtype)})
     if len(dtypes) != 1:
         raise TypeError(f"params have mixed dtypes {sorted(str(d) for d in dtypes)}; expected one float dtype")
