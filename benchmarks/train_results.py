@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from mlp_jax.data import load_dataset
+from mlp_jax.files import write_text
 from mlp_jax.fit import TrainConfig, fit
 
 DATASETS = ["xor", "moons", "circles", "spirals", "iris", "wine", "breast_cancer", "digits", "mnist1d", "sine",
@@ -66,7 +67,7 @@ def main() -> None:
     info = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
             f"{len(__import__('os').sched_getaffinity(0))} cores", "device": str(jax.devices()[0]),
             "jax": jax.__version__, "python": platform.python_version()}
-    (out / "training.json").write_text(json.dumps({"info": info, "rows": rows, "peers": peers}, indent=2))
+    write_text(out / "training.json", json.dumps({"info": info, "rows": rows, "peers": peers}, indent=2))
     lines = [f"Training results ({info['date']}, {info['machine']}, {info['device']}, jax {info['jax']}; "
              "manual gradients, test split, defaults of `mlp-jax train --dataset NAME`)", "",
              "| data set | architecture | activation | optimizer | epochs | batch | test metric | wall time |",
@@ -80,7 +81,7 @@ def main() -> None:
         p = peers["sklearn_mnist1d"]
         lines += ["", f"scikit-learn MLPClassifier on the same mnist1d split (hidden {p['hidden']}, adam 1e-3, "
                   f"{p['epochs']} epochs, batch 128): accuracy {p['test_accuracy']:.2%} in {p['wall_time_s']:.1f} s."]
-    (out / "training.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "training.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
