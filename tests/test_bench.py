@@ -212,3 +212,14 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
     digits = bench.digits_time_to_accuracy(0.95, 100, rounds=3)
     assert digits["mlp_jax"]["seconds"] == 1.5 and digits["mlp_jax"]["errors"] == [{"error": "timeout"}]
     assert digits["sklearn"]["seconds"] == 0.2 and digits["sklearn"]["seconds_samples"] == [0.1, 0.3, 0.2]
+
+
+def test_ratio_targets_carry_their_noise_floor():
+    results = {"configs": {"small": {"sgd": {"ratio_manual_over_autodiff": 1.004, "noise_floor_ratio": 1.031,
+                                             "manual": {"compile_s": 0.2}, "autodiff": {"compile_s": 0.2}}}}}
+    targets = bench.check_targets(results)
+    (ratio,) = [t for t in targets if "manual / autodiff" in t["target"]]
+    assert ratio == {"target": "small sgd: manual / autodiff step time <= 1.00", "value": 1.004, "met": False,
+                     "noise_floor": 1.031}
+    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets})
+    assert "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031) | **no** |" in text
