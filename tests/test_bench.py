@@ -43,6 +43,8 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
             assert len(m["instance_medians_s"]) == len(m["instance_compile_s"]) == bench.INSTANCES
             assert m["xla_flops"] == pytest.approx(entry["flops"]["step"], rel=0.05)  # + the bias and loss ops
         assert entry[kind]["ratio_manual_over_autodiff"] > 0 and entry[kind]["noise_floor_ratio"] > 0
+        lo, hi = entry[kind]["ratio_ci95"]
+        assert 0 < lo <= hi
     assert entry["sgd"]["manual"]["memory"]["alias"] > 0  # params donated
     assert entry["sgd"]["manual_no_donation"]["memory"]["alias"] == 0
     markdown = (tmp_path / "results.md").read_text()
@@ -214,12 +216,22 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
     assert digits["sklearn"]["seconds"] == 0.2 and digits["sklearn"]["seconds_samples"] == [0.1, 0.3, 0.2]
 
 
-def test_ratio_targets_carry_their_noise_floor():
+def test_ratio_targets_carry_their_noise():
     results = {"configs": {"small": {"sgd": {"ratio_manual_over_autodiff": 1.004, "noise_floor_ratio": 1.031,
+                                             "ratio_ci95": [0.9912, 1.0213],
                                              "manual": {"compile_s": 0.2}, "autodiff": {"compile_s": 0.2}}}}}
     targets = bench.check_targets(results)
     (ratio,) = [t for t in targets if "manual / autodiff" in t["target"]]
     assert ratio == {"target": "small sgd: manual / autodiff step time <= 1.00", "value": 1.004, "met": False,
-                     "noise_floor": 1.031}
+                     "noise_floor": 1.031, "ci95": [0.991, 1.021]}
     text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets})
-    assert "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031) | **no** |" in text
+    assert "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031; 95 % CI 0.991-1.021) | **no** |" in text
+
+
+def test_ratio_interval():
+    assert bench.ratio_ci95([1.0] * 5, [2.0] * 5) == [0.5, 0.5]  # no spread: the ratio itself
+    same = [0.20, 0.21, 0.22, 0.21, 0.20, 0.23, 0.21]
+    lo, hi = bench.ratio_ci95(same, same[::-1])
+    assert lo < 1.0 < hi and bench.ratio_ci95(same, same[::-1]) == [lo, hi]  # seeded
+    lo, hi = bench.ratio_ci95([2 * v for v in same], same)
+    assert 1.8 < lo <= 2.0 <= hi < 2.2
