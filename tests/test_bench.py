@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlp_jax import bench
+from mlp_jax import bench, bench_report, bench_timing
 from mlp_jax.cli import main
 
 
@@ -27,7 +27,7 @@ def test_parse_config(spec, expected):
 
 def test_tiny_run_writes_well_formed_outputs(tmp_path):
     config = bench.parse_config("1x8x16")
-    for stale in bench.PLOTS:  # a run before, with peaks and peers, into the same directory
+    for stale in bench_report.PLOTS:  # a run before, with peaks and peers, into the same directory
         (tmp_path / stale).write_bytes(b"old")
     results = bench.run(tmp_path, [config], repeats=2, min_sample=0.001, kinds_for=lambda c: ("grad", "sgd"),
                         peaks=False, peers=(), memory=False, digits=False, log=lambda message: None)
@@ -39,8 +39,8 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
         for source in bench.SOURCES:
             m = entry[kind][source]
             assert m["step_s"]["min"] <= m["step_s"]["median"] <= m["step_s"]["max"]
-            assert m["step_s"]["n"] == 2 * bench.INSTANCES and m["compile_s"] > 0  # samples pooled over instances
-            assert len(m["instance_medians_s"]) == len(m["instance_compile_s"]) == bench.INSTANCES
+            assert m["step_s"]["n"] == 2 * bench_timing.INSTANCES and m["compile_s"] > 0  # samples pooled over instances
+            assert len(m["instance_medians_s"]) == len(m["instance_compile_s"]) == bench_timing.INSTANCES
             assert m["xla_flops"] == pytest.approx(entry["flops"]["step"], rel=0.05)  # + the bias and loss ops
         assert entry[kind]["ratio_manual_over_autodiff"] > 0 and entry[kind]["noise_floor_ratio"] > 0
         lo, hi = entry[kind]["ratio_ci95"]
@@ -128,7 +128,7 @@ def test_side_by_side_peak_compares_like_with_like():
         side["step_gflops_per_s"] / max(side["jnp_dot_gflops_per_s"].values()))
     assert side["matmul_count"] >= 1 and side["matmuls_alone_s"] > 0
     assert side["step_over_matmuls_alone"] == pytest.approx(side["step_s"] / side["matmuls_alone_s"])
-    assert "matmuls alone" in bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
+    assert "matmuls alone" in bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
                                               "peak_side_by_side": side})
     results = {"configs": {}, "peak_side_by_side": side}
     (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
@@ -156,7 +156,7 @@ def test_donation_target_reads_the_device_memory_where_measured(device_bytes, tr
 def test_peers_table_says_where_each_library_ran():
     peers = {"mlp_jax": {"version": "0.1.0", "device": "gpu", "configs": {"large": {"step_s": {"median": 0.01}}}},
              "torch": {"version": "2.x", "device": "cpu", "configs": {"large": {"step_s": {"median": 0.4}}}}}
-    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
+    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
     assert "| library | version | device | large |" in text
     assert "| mlp_jax | 0.1.0 | gpu | 100.0 (10) |" in text and "| torch | 2.x | cpu |" in text
 
@@ -191,7 +191,7 @@ def test_pytorch_target_needs_both_libraries_on_the_same_device():
     assert targets("cpu", "cpu")["met"] is True and targets("gpu", "cuda")["value"] == 0.25
     mixed = targets("gpu", "cpu")  # a CPU-only PyTorch beside JAX on a GPU
     assert mixed["met"] is None and "not comparable" in mixed["value"]
-    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]})
+    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]})
     assert "| not measured |" in text
 
 
@@ -204,7 +204,7 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
     out = bench.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
     assert out["torch"]["configs"]["small"]["step_s"]["median"] == 0.3  # the good rounds only
     assert out["torch"]["errors"] == [{"error": "Segmentation fault", "returncode": -11}]
-    assert "Failed rounds" in bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
+    assert "Failed rounds" in bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
                                               "peers": out})
 
     runs = iter([{"seconds": 2.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.1, "epochs": 30, "accuracy": 0.95},
@@ -224,14 +224,14 @@ def test_ratio_targets_carry_their_noise():
     (ratio,) = [t for t in targets if "manual / autodiff" in t["target"]]
     assert ratio == {"target": "small sgd: manual / autodiff step time <= 1.00", "value": 1.004, "met": False,
                      "noise_floor": 1.031, "ci95": [0.991, 1.021]}
-    text = bench.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets})
+    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets})
     assert "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031; 95 % CI 0.991-1.021) | **no** |" in text
 
 
 def test_ratio_interval():
-    assert bench.ratio_ci95([1.0] * 5, [2.0] * 5) == [0.5, 0.5]  # no spread: the ratio itself
+    assert bench_timing.ratio_ci95([1.0] * 5, [2.0] * 5) == [0.5, 0.5]  # no spread: the ratio itself
     same = [0.20, 0.21, 0.22, 0.21, 0.20, 0.23, 0.21]
-    lo, hi = bench.ratio_ci95(same, same[::-1])
-    assert lo < 1.0 < hi and bench.ratio_ci95(same, same[::-1]) == [lo, hi]  # seeded
-    lo, hi = bench.ratio_ci95([2 * v for v in same], same)
+    lo, hi = bench_timing.ratio_ci95(same, same[::-1])
+    assert lo < 1.0 < hi and bench_timing.ratio_ci95(same, same[::-1]) == [lo, hi]  # seeded
+    lo, hi = bench_timing.ratio_ci95([2 * v for v in same], same)
     assert 1.8 < lo <= 2.0 <= hi < 2.2

@@ -18,19 +18,18 @@ collector is paused while clocks run. FLOPs are the analytic matmul count next t
 training process with and without donation. ``jnp.dot`` is also timed side by side with the large
 config's step and with that step's own matmuls alone (`side_by_side_peak`), which takes the machine's
 drift out of the fraction of peak and splits the gap into slower matmul shapes and the work between them.
-The matmul peaks of numpy and PyTorch, and the peer
-libraries, each run in their own process (``benchmarks/peers/``), since thread pools of different
-libraries slow each other down when they share one.
+The matmul peaks of numpy and PyTorch, and the peer libraries, each run in their own process
+(``benchmarks/peers/``), since thread pools of different libraries slow each other down when they
+share one.
 
-Outputs in ``--out DIR``: ``results.json`` (every number), ``results.md`` (tables) and PNG plots.
+Outputs in ``--out DIR``: ``results.json`` (every number), ``results.md`` (tables) and PNG plots. The
+timing itself lives in `mlp_jax.bench_timing`, the tables and plots in `mlp_jax.bench_report`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import gc
 import json
 import math
 import os
@@ -44,8 +43,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .bench_report import write_outputs
+from .bench_timing import INSTANCES, Case, calibrate, compare, now, ratio_ci95, sample, summary, xla_analysis
 from .errors import UsageError
-from .files import save_figure, write_text
 
 DTYPES = ("float32", "float64", "bfloat16")
 PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
@@ -106,160 +106,6 @@ def matmul_flops(sizes: Sequence[int], batch: int) -> dict[str, int]:
     per_layer = [2 * batch * d_in * d_out for d_in, d_out in zip(sizes[:-1], sizes[1:])]
     forward, delta = sum(per_layer), sum(per_layer[1:])
     return {"forward": forward, "backward_dw": forward, "backward_delta": delta, "step": 2 * forward + delta}
-
-
-# --- timing ------------------------------------------------------------------------------------------
-
-
-def _now() -> float:
-    return time.perf_counter()
-
-
-def _calibrate(call: Callable[[], Any], min_sample: float) -> int:
-    """Calls per sample so that one sample lasts about `min_sample` seconds (one call already warm)."""
-    import jax
-
-    start = _now()
-    jax.block_until_ready(call())
-    once = max(_now() - start, 1e-7)
-    return max(1, min(100_000, math.ceil(min_sample / once)))
-
-
-def _sample(call: Callable[[], Any], inner: int) -> float:
-    """Seconds per call over `inner` back-to-back calls, blocked before both clock reads."""
-    import jax
-
-    outs = []
-    start = _now()
-    for _ in range(inner):
-        outs.append(call())
-    jax.block_until_ready(outs)
-    return (_now() - start) / inner
-
-
-def _summary(samples: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "n": len(samples)}
-
-
-class _Case:
-    """One compiled thing to time: ``first()`` compiles and runs once, ``call()`` runs once more.
-
-    Update steps donate their params and optimizer state, so each call feeds the next one its outputs.
-    """
-
-    def __init__(self, fn, args: tuple, carry: int = 0, steps_per_call: int = 1):
-        self.fn, self.args, self.carry, self.steps_per_call = fn, list(args), carry, steps_per_call
-
-    def call(self):
-        out = self.fn(*self.args)
-        if self.carry:
-            self.args[: self.carry] = out[: self.carry]
-            return out[self.carry :]  # the loss values: ready only once the whole step is
-        return out
-
-    def first(self) -> dict[str, float]:
-        """Trace and lower, compile (XLA), then the first call: each timed apart. jit reuses the executable
-        compiled here, so ``first_call_s`` is one run plus any first-touch costs."""
-        import jax
-
-        start = _now()
-        lowered = self.fn.lower(*self.args)
-        lowered_at = _now()
-        lowered.compile()
-        compiled_at = _now()
-        jax.block_until_ready(self.call())
-        return {"trace_lower_s": lowered_at - start, "xla_compile_s": compiled_at - lowered_at,
-                "compile_s": compiled_at - start, "first_call_s": _now() - compiled_at}
-
-
-INSTANCES = 2  # separately jitted copies of each timed function, their samples pooled
-
-
-def ratio_ci95(a: Sequence[float], b: Sequence[float], resamples: int = 2000) -> list[float]:
-    """A 95 % bootstrap interval of ``median(a) / median(b)``: both sample sets resampled with
-    replacement, `resamples` times (seeded, so a run's interval is reproducible from its samples). It
-    covers the spread of the samples, not the offset one compiled instance can keep for its whole life;
-    the A/A ratio beside it shows that one."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a, b = np.asarray(a), np.asarray(b)
-    ratios = (np.median(rng.choice(a, (resamples, a.size)), axis=1)
-              / np.median(rng.choice(b, (resamples, b.size)), axis=1))
-    return [float(q) for q in np.percentile(ratios, [2.5, 97.5])]
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Python's garbage collector collected, then off (as `timeit` does): a collection inside a clocked
-    trace or sample walks every object of a long run and was seen to add ~0.1 s to one trace."""
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _compare(cases: dict[str, list[_Case]], repeats: int, min_sample: float) -> dict[str, Any]:
-    """Compile, warm up, then time the cases alternately: `repeats` samples of every instance, the order
-    reversed every repeat, and each name's samples pooled over its instances.
-
-    Each name has `INSTANCES` separately compiled instances, created in ABBA order (A0 B0 B1 A1). One
-    executable and its buffers can run a few percent faster or slower than an identical one for the
-    life of the process (where they sit in memory); a single instance per name put that into the ratio,
-    and the A/A ratio of two instances (``noise_floor_ratio`` in `bench_config`) shows its size.
-    """
-    names = list(cases)
-    count = len(cases[names[0]])
-    if any(len(instances) != count for instances in cases.values()):
-        counts = {n: len(v) for n, v in cases.items()}
-        raise ValueError(f"every name needs the same number of instances, got {counts}")
-    order = [(name, i) for i in range(count) for name in (names if i % 2 == 0 else names[::-1])]
-    with _gc_paused():
-        first = {key: cases[key[0]][key[1]].first() for key in order}
-        inner = {name: _calibrate(instances[0].call, min_sample) for name, instances in cases.items()}
-        samples: dict[tuple[str, int], list[float]] = {key: [] for key in order}
-        for r in range(repeats):
-            for name, i in order if r % 2 == 0 else order[::-1]:
-                case = cases[name][i]
-                samples[name, i].append(_sample(case.call, inner[name]) / case.steps_per_call)
-    result = {}
-    for name in names:
-        pooled = [t for i in range(count) for t in samples[name, i]]
-        result[name] = dict(first[name, 0], step_s=_summary(pooled), calls_per_sample=inner[name],
-                            instance_medians_s=[statistics.median(samples[name, i]) for i in range(count)],
-                            instance_samples_s=[samples[name, i] for i in range(count)],
-                            instance_compile_s=[first[name, i]["compile_s"] for i in range(count)])
-    return result
-
-
-# --- XLA's own view of a compiled step ------------------------------------------------------------
-
-
-def _analysis(jitted, args) -> dict[str, Any]:
-    """XLA's FLOP count and buffer sizes of `jitted` compiled for `args` (lowering never donates)."""
-    compiled = jitted.lower(*args).compile()
-    out: dict[str, Any] = {}
-    try:
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        out["xla_flops"] = float(cost.get("flops", float("nan"))) if cost else None
-    except Exception as error:  # not every backend implements it
-        out["xla_flops"] = None
-        out["cost_error"] = repr(error)
-    try:
-        mem = compiled.memory_analysis()
-        out["memory"] = {
-            field: int(getattr(mem, f"{field}_size_in_bytes"))
-            for field in ("temp", "argument", "output", "alias", "generated_code")
-        } if mem is not None else None
-    except Exception as error:
-        out["memory"] = None
-        out["memory_error"] = repr(error)
-    return out
 
 
 # --- the measurements -------------------------------------------------------------------------------
@@ -323,20 +169,20 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
 
     for kind in kinds:
         carry, steps = (0, 1) if kind == "grad" else (2, config.fused_steps if kind == "fused" else 1)
-        cases = {source: [_Case(make(kind, source), args_for(kind), carry=carry, steps_per_call=steps)
+        cases = {source: [Case(make(kind, source), args_for(kind), carry=carry, steps_per_call=steps)
                           for _ in range(INSTANCES)] for source in SOURCES}
         jitted = {source: cases[source][0].fn for source in SOURCES}
-        timed = _compare(cases, repeats, min_sample)
+        timed = compare(cases, repeats, min_sample)
         # A/A: the manual function's two instances against each other, the noise floor of the ratio
         first, second = timed["manual"]["instance_medians_s"][:2]
         timed["noise_floor_ratio"] = first / second
         for source in SOURCES:
             # cost_analysis counts a scan's body once, so for "fused" it is already per step
-            timed[source].update(_analysis(jitted[source], args_for(kind)))
+            timed[source].update(xla_analysis(jitted[source], args_for(kind)))
             timed[source]["gflops_per_s"] = flops["step"] / timed[source]["step_s"]["median"] / 1e9
         if kind in ("sgd", "adam"):  # the same step without donation: XLA's buffer sizes only
             plain = make_update(optimizers[kind], grad="manual", donate=False, **common)
-            timed["manual_no_donation"] = _analysis(plain, args_for(kind))
+            timed["manual_no_donation"] = xla_analysis(plain, args_for(kind))
         timed["ratio_manual_over_autodiff"] = (
             timed["manual"]["step_s"]["median"] / timed["autodiff"]["step_s"]["median"]
         )
@@ -376,10 +222,10 @@ def jnp_dot_peak(dtypes: Sequence[str], *, min_sample: float, repeats: int,
         with x64_for(name):
             dtype = jnp.dtype(name)
             for m, k, n in shapes:
-                case = _Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype))
+                case = Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype))
                 case.first()
-                inner = _calibrate(case.call, min_sample)
-                seconds = min(_sample(case.call, inner) for _ in range(repeats))
+                inner = calibrate(case.call, min_sample)
+                seconds = min(sample(case.call, inner) for _ in range(repeats))
                 per_shape[f"{m}x{k}x{n}"] = 2 * m * k * n / seconds / 1e9
                 best = max(best, per_shape[f"{m}x{k}x{n}"])
         out[name] = {"gflops_per_s": best, "per_shape": per_shape}
@@ -456,7 +302,7 @@ def _matmuls_alone(matmuls: Sequence[_Matmul]) -> tuple[Callable, tuple]:
 def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
                       shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES) -> dict[str, Any]:
     """The manual sgd step of `config`, the step's own matmuls alone (the same shapes and contractions,
-    nothing between them) and a jitted ``jnp.dot`` on each of `shapes`, timed alternately (`_compare`,
+    nothing between them) and a jitted ``jnp.dot`` on each of `shapes`, timed alternately (`compare`,
     two instances each): the step's FLOP/s over the best dot's, all medians of samples taken side by
     side. The run's peak (`jnp_dot_peak`) is the fastest sample at the start or the end of the run,
     minutes away from the step; on a shared machine that moves by 5-10 %. The matmuls alone split the
@@ -472,13 +318,13 @@ def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
     optimizer = optax.sgd(0.01)
     updates = [make_update(optimizer, grad="manual", activation="relu", loss=config.loss) for _ in range(INSTANCES)]
     matmuls = step_matmuls(updates[0], params, optimizer.init(params), x, y)  # the very step timed
-    cases = {"step": [_Case(update, (p, optimizer.init(p), x, y), carry=2)
+    cases = {"step": [Case(update, (p, optimizer.init(p), x, y), carry=2)
                       for update, p in zip(updates, (_copy(params) for _ in updates))],
-             "matmuls": [_Case(*_matmuls_alone(matmuls)) for _ in range(INSTANCES)]}
+             "matmuls": [Case(*_matmuls_alone(matmuls)) for _ in range(INSTANCES)]}
     dot_flops = {f"{m}x{k}x{n}": 2 * m * k * n for m, k, n in shapes}
     for (m, k, n), name in zip(shapes, dot_flops):
-        cases[name] = [_Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
-    timed = _compare(cases, repeats, min_sample)
+        cases[name] = [Case(jax.jit(jnp.dot), _dot_operands(m, k, n, dtype)) for _ in range(INSTANCES)]
+    timed = compare(cases, repeats, min_sample)
     median = {name: timed[name]["step_s"]["median"] for name in cases}
     step = matmul_flops(config.sizes, config.batch)["step"] / median["step"] / 1e9
     dots = {name: flops / median[name] / 1e9 for name, flops in dot_flops.items()}
@@ -547,7 +393,7 @@ def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, r
         for config in configs:
             samples = [s for a in good for s in a["configs"].get(config.name, {}).get("samples", [])]
             if samples:
-                merged["configs"][config.name] = {"step_s": _summary(samples),
+                merged["configs"][config.name] = {"step_s": summary(samples),
                                                   "first_step_s": good[0]["configs"][config.name]["first_step_s"]}
         out[peer] = merged
     return out
@@ -654,7 +500,7 @@ def run(
         "repeats": repeats, "min_sample_s": min_sample, "peers": list(peers), "peer_rounds": peer_rounds}}
     log(f"device: {results['environment']['device']}  cpu: {results['environment']['cpu']}")
     torch_device = "cpu" if results["environment"]["device"]["platform"] == "cpu" else "cuda"  # where torch has it
-    started = _now()
+    started = now()
     dtypes = sorted({c.dtype for c in configs}, key=DTYPES.index)
     if peaks:
         log("matmul peaks: jnp.dot, numpy, torch")
@@ -703,7 +549,7 @@ def run(
         results["digits"] = digits_time_to_accuracy(0.95, 100, rounds=peer_rounds)
         results["digits_load_average"] = [load, _load_average()]
     results["targets"] = check_targets(results)
-    results["wall_s"] = _now() - started
+    results["wall_s"] = now() - started
     write_outputs(results, out, plots=plots)
     log(f"wrote {out / 'results.json'}, {out / 'results.md'} in {results['wall_s']:.0f} s")
     return results
@@ -795,237 +641,6 @@ def check_targets(results: dict) -> list[dict[str, Any]]:
         targets.append({"target": f"{mem['config']} adam: training peak {where} memory with donation < without",
                         "value": value, "met": met})
     return targets
-
-
-# --- outputs ---------------------------------------------------------------------------------------
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3g}" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} us"
-
-
-def _step(m: dict) -> str:
-    s = m["step_s"]
-    return f"{_ms(s['median'])} ({_ms(s['min'])}-{_ms(s['max'])})"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
-def _peak_cell(entry: dict) -> str:
-    if "gflops_per_s_end" in entry:
-        return f"{entry['gflops_per_s']:.1f} (start {entry['gflops_per_s_start']:.0f}, end {entry['gflops_per_s_end']:.0f})"
-    return f"{entry['gflops_per_s']:.1f}"
-
-
-def markdown(results: dict) -> str:
-    env = results["environment"]
-    lines = [
-        "# mlp-jax benchmark",
-        "",
-        f"{env['date_utc']}; device {env['device']['platform']} ({env['device']['kind']}); CPU {env['cpu']}, "
-        f"{env['cpu_count']} cores; python {env['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
-        + f"; XLA_FLAGS={env['xla_flags'] or '(none)'}; malloc "
-        + (" ".join(f"{k}={v}" for k, v in env.get("env", {}).items() if k.startswith("MALLOC_")) or "glibc defaults")
-        + f"; matmul precision {env.get('jax_default_matmul_precision') or 'backend default'}"
-        + f"; load average at start {env.get('load_average_1min')}; "
-        f"wall {results.get('wall_s', 0):.0f} s.",
-        "",
-        "Times are medians over alternating samples, in ms unless marked, with (min-max). Ratio = manual / "
-        "autodiff median, each pooled over two separately compiled instances. A/A = one manual instance / the "
-        "other, timed alongside: ratios this far from 1 are noise. GFLOP/s use the analytic matmul count of one "
-        "training step.",
-        "",
-    ]
-    if "peaks" in results:
-        lines += ["## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)", "", "| source | " + " | ".join(DTYPES) + " | note |",
-                  "|---|" + "---|" * (len(DTYPES) + 1)]
-        for lib, entry in results["peaks"].items():
-            cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in DTYPES]
-            note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
-            note += f" on {entry['device']}" if entry.get("device") else ""
-            lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
-        lines.append("")
-    lines += ["## Manual backprop vs autodiff", "",
-              "| config | dtype | kind | manual | autodiff | ratio | A/A | compile s (m/a) | GFLOP/s (m) | "
-              "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    nan = float("nan")
-    for name, entry in results["configs"].items():
-        for kind in ("grad", "sgd", "adam", "fused"):
-            if kind not in entry:
-                continue
-            m, a = entry[kind]["manual"], entry[kind]["autodiff"]
-            label = f"fused x{entry['config']['fused_steps']} (per step)" if kind == "fused" else kind
-            lines.append(
-                f"| {name} | {entry['config']['dtype']} | {label} | {_step(m)} | {_step(a)} | "
-                f"{entry[kind]['ratio_manual_over_autodiff']:.3f} | {entry[kind].get('noise_floor_ratio', nan):.3f} | "
-                f"{m['compile_s']:.2f}/{a['compile_s']:.2f} | "
-                f"{m['gflops_per_s']:.2f} | {_pct(m.get('fraction_of_jnp_dot_peak'))} | "
-                f"{_pct(m.get('fraction_of_practical_peak'))} | "
-                f"{'-'.join(str(v) for v in entry.get('load_average', []))} |")
-    side = results.get("peak_side_by_side")
-    if side:
-        dots = ", ".join(f"{name} {v:.1f}" for name, v in side["jnp_dot_gflops_per_s"].items())
-        lines += ["", f"## `{side['config']}` sgd step and jnp.dot timed side by side ({side['dtype']}, medians of "
-                  "alternating samples)", "",
-                  f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
-                  f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot."]
-        if "matmuls_alone_s" in side:
-            lines += ["", f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
-                      f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
-                      f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
-                      f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
-                      f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
-                      "the work between them (bias, activation, masks, loss, optimizer, transposes)."]
-    lines += ["", "## FLOPs and memory per compiled step (manual / autodiff)", "",
-              "| config | kind | analytic GFLOP | XLA cost_analysis GFLOP (m/a) | temp MiB (m/a) | argument MiB | "
-              "output MiB | alias MiB (m/a) | temp MiB, no donation |", "|---|---|---|---|---|---|---|---|---|"]
-    mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"  # noqa: E731
-    for name, entry in results["configs"].items():
-        for kind in ("grad", "sgd", "adam", "fused"):
-            if kind not in entry:
-                continue
-            m, a = entry[kind]["manual"], entry[kind]["autodiff"]
-            analytic = entry["flops"]["step"]
-            xla = "/".join(f"{x['xla_flops'] / 1e9:.4g}" if x.get("xla_flops") else "-" for x in (m, a))
-            mm, am = m.get("memory") or {}, a.get("memory") or {}
-            plain = (entry[kind].get("manual_no_donation") or {}).get("memory") or {}
-            lines.append(
-                f"| {name} | {kind} | {analytic / 1e9:.4g} | {xla} | {mib(mm.get('temp'))}/{mib(am.get('temp'))} | "
-                f"{mib(mm.get('argument'))} | {mib(mm.get('output'))} | {mib(mm.get('alias'))}/{mib(am.get('alias'))} | "
-                f"{mib(plain.get('temp')) if plain else '-'} |")
-    mem = results.get("memory_peak")
-    if mem:
-        lines += ["", f"## Peak process memory, adam training on `{mem['config']}` (own processes, "
-                  f"{mem.get('malloc', 'malloc as the run')})", "",
-                  "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
-                  "|---|---|---|---|"]
-        for key in ("donate", "no_donation"):
-            e = mem.get(key, {})
-            if "rss_peak_bytes" in e:
-                device = f" (device peak {mib(e['device_peak_bytes'])} MiB)" if e.get("device_peak_bytes") else ""
-                lines.append(f"| {key} | {mib(e['rss_start_bytes'])} | {mib(e['rss_peak_bytes'])} | "
-                             f"{mib(e['train_peak_bytes'])}{device} |")
-            else:
-                lines.append(f"| {key} | {e} | | |")
-    if results.get("peers"):
-        names = sorted({c for p in results["peers"].values() for c in p.get("configs", {})},
-                       key=list(STANDARD).index)
-        lines += ["", "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)", "",
-                  "| library | version | device | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-        for peer, entry in results["peers"].items():
-            if "configs" not in entry:
-                lines.append(f"| {peer} | {entry} | |" + " |" * len(names))
-                continue
-            cells = []
-            for n in names:
-                c = entry["configs"].get(n)
-                cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
-            lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | "
-                         + " | ".join(cells) + " |")
-        failed = {peer: len(e["errors"]) for peer, e in results["peers"].items() if e.get("errors")}
-        if failed:
-            lines += ["", "Failed rounds (left out of the medians; their errors are in results.json): "
-                      + ", ".join(f"{peer} {n}" for peer, n in failed.items()) + "."]
-    if results.get("digits"):
-        lines += ["", "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)", "",
-                  "| library | seconds (median) | each round | epochs | final test accuracy |", "|---|---|---|---|---|"]
-        for lib, e in results["digits"].items():
-            if "seconds" in e:
-                rounds = ", ".join(f"{v:.2f}" for v in e.get("seconds_samples", [e["seconds"]]))
-                failed = f"; {len(e['errors'])} failed" if e.get("errors") else ""
-                lines.append(f"| {lib} | {e['seconds']:.2f} | {rounds}{failed} | {e['epochs']} | {e['accuracy']:.3f} |")
-            else:
-                lines.append(f"| {lib} | {e} | | | |")
-    if results.get("targets"):
-        lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-        verdict = {True: "yes", False: "**no**", None: "not measured"}
-        def context(t: dict) -> str:  # the noise beside a ratio
-            parts = ([f"A/A {t['noise_floor']}"] if "noise_floor" in t else []) + (
-                [f"95 % CI {t['ci95'][0]}-{t['ci95'][1]}"] if "ci95" in t else [])
-            return f" ({'; '.join(parts)})" if parts else ""
-
-        lines += [f"| {t['target']} | {t['value']}{context(t)} | {verdict[t['met']]} |" for t in results["targets"]]
-    return "\n".join(lines) + "\n"
-
-
-PLOTS = ("manual_vs_autodiff.png", "fraction_of_peak.png", "peers_steps_per_s.png")
-
-
-def write_outputs(results: dict, out: Path, *, plots: bool = True) -> None:
-    """results.json, results.md and the plots in `out`, each file written whole (a temporary file, then
-    a rename); a plot of `PLOTS` that these results do not make is removed, not left from a run before."""
-    write_text(out / "results.json", json.dumps(results, indent=1, default=str) + "\n")
-    write_text(out / "results.md", markdown(results))
-    written = write_plots(results, out) if plots else set()
-    for name in set(PLOTS) - written:
-        (out / name).unlink(missing_ok=True)
-
-
-def write_plots(results: dict, out: Path) -> set[str]:
-    """The PNG plots (names from `PLOTS`) these results have data for; returns the names written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    configs = results["configs"]
-    kinds = ("grad", "sgd", "adam", "fused")
-    labels, manual, auto, noise = [], [], [], []
-    for name, entry in configs.items():
-        for kind in kinds:
-            if kind in entry:
-                labels.append(f"{name}\n{kind}")
-                manual.append(entry[kind]["manual"]["step_s"]["median"])
-                auto.append(entry[kind]["autodiff"]["step_s"]["median"])
-                noise.append(entry[kind].get("noise_floor_ratio", float("nan")))
-    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.3 * len(labels))), 4.5))
-    xs = range(len(labels))
-    ax.bar(list(xs), [m / a for m, a in zip(manual, auto)], 0.7, label="manual / autodiff")
-    ax.plot(list(xs), noise, "k_", markersize=8, label="A/A: manual / manual (noise floor)")
-    ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_xticks(list(xs), [label.replace("\n", " ") for label in labels], fontsize=6, rotation=90)
-    ax.set_ylabel("step time ratio (median)")
-    ax.set_title("manual backprop vs jax.value_and_grad (< 1: manual faster)")
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, out / "manual_vs_autodiff.png")
-    written = {"manual_vs_autodiff.png"}
-
-    names = [n for n, e in configs.items() if "sgd" in e]
-    fractions = {key: [configs[n]["sgd"]["manual"].get(key) for n in names]
-                 for key in ("fraction_of_jnp_dot_peak", "fraction_of_practical_peak")}
-    if any(v is not None for values in fractions.values() for v in values):  # not with --no-peaks
-        fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
-        for i, (key, label) in enumerate((("fraction_of_jnp_dot_peak", "of jnp.dot peak"),
-                                          ("fraction_of_practical_peak", "of numpy/torch peak"))):
-            vals = [math.nan if v is None else v for v in fractions[key]]  # unmeasured: no bar
-            ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
-        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
-        ax.set_ylabel("fraction of peak (sgd step, manual)")
-        ax.legend()
-        fig.tight_layout()
-        save_figure(fig, out / "fraction_of_peak.png")
-        written.add("fraction_of_peak.png")
-
-    peers = {p: e for p, e in results.get("peers", {}).items() if "configs" in e}
-    if peers:
-        names = sorted({c for e in peers.values() for c in e["configs"]}, key=list(STANDARD).index)
-        fig, ax = plt.subplots(figsize=(7, 4))
-        width = 0.8 / len(peers)
-        for i, (peer, e) in enumerate(peers.items()):
-            vals = [1 / e["configs"][n]["step_s"]["median"] if n in e["configs"] else 0 for n in names]
-            ax.bar([x + width * i for x in range(len(names))], vals, width, label=peer)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
-        ax.set_yscale("log")
-        ax.set_ylabel("sgd steps / s")
-        ax.legend()
-        fig.tight_layout()
-        save_figure(fig, out / "peers_steps_per_s.png")
-        written.add("peers_steps_per_s.png")
-    return written
 
 
 # --- command line ----------------------------------------------------------------------------------
