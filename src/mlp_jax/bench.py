@@ -700,17 +700,10 @@ def run_cli(args: argparse.Namespace) -> int:
         os.environ.update(MALLOC_ENV)
     import jax
 
-    def kinds_for(config: Config) -> Sequence[str]:
-        if config.name in STANDARD and config.name != "large":
-            return ("grad", "sgd", "adam", "fused")
-        if config.name == "large":
-            return ("grad", "sgd") if quick else ("grad", "sgd", "adam", "fused")
-        return ("grad", "sgd")  # the grid
-
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    results = run(out, configs, repeats=repeats, min_sample=min_sample, kinds_for=kinds_for,
+    results = run(out, configs, repeats=repeats, min_sample=min_sample,  # every config: all four kinds
                   peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
                   peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
                   peak_shapes=peak_shapes_for(jax.default_backend(), quick),
