@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlp_jax import bench, bench_report, bench_timing
+from mlp_jax import bench, bench_peers, bench_report, bench_timing
 from mlp_jax.cli import main
 
 
@@ -200,8 +200,8 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
                                                                             "first_step_s": 1.0}}},
                     {"error": "Segmentation fault", "returncode": -11},
                     {"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.3], "first_step_s": 1.0}}}])
-    monkeypatch.setattr(bench, "_run_worker", lambda script, request, **kw: next(answers))
-    out = bench.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
+    monkeypatch.setattr(bench_peers, "run_worker", lambda script, request, **kw: next(answers))
+    out = bench_peers.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
     assert out["torch"]["configs"]["small"]["step_s"]["median"] == 0.3  # the good rounds only
     assert out["torch"]["errors"] == [{"error": "Segmentation fault", "returncode": -11}]
     assert "Failed rounds" in bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
@@ -210,8 +210,8 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
     runs = iter([{"seconds": 2.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.1, "epochs": 30, "accuracy": 0.95},
                  {"error": "timeout"}, {"seconds": 0.3, "epochs": 30, "accuracy": 0.95},
                  {"seconds": 1.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.2, "epochs": 30, "accuracy": 0.95}])
-    monkeypatch.setattr(bench, "_run_worker", lambda script, request, **kw: next(runs))
-    digits = bench.digits_time_to_accuracy(0.95, 100, rounds=3)
+    monkeypatch.setattr(bench_peers, "run_worker", lambda script, request, **kw: next(runs))
+    digits = bench_peers.digits_time_to_accuracy(0.95, 100, rounds=3)
     assert digits["mlp_jax"]["seconds"] == 1.5 and digits["mlp_jax"]["errors"] == [{"error": "timeout"}]
     assert digits["sklearn"]["seconds"] == 0.2 and digits["sklearn"]["seconds_samples"] == [0.1, 0.3, 0.2]
 
