@@ -308,3 +308,16 @@ def test_checkpoint_gets_the_usual_file_permissions(ckpt):
     mask = os.umask(0)
     os.umask(mask)
     assert ckpt.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_read_metadata_reads_only_the_header(ckpt, monkeypatch):
+    """`mlp-jax train --resume` reads the metadata twice before loading the state: it must not load every
+    array each time."""
+    from mlp_jax.checkpoint import read_metadata
+
+    save_checkpoint(ckpt, {"x": jnp.zeros(1000)}, {"epoch": 3})
+    loaded = []
+    real_getitem = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: loaded.append(key) or real_getitem(self, key))
+    assert read_metadata(ckpt) == {"epoch": 3}
+    assert loaded == ["__meta__"]

@@ -107,18 +107,25 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = 
     write_atomic(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
-def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The decoded ``__meta__`` and every array in the archive, without unpickling anything."""
+def _read(path: Path, *, meta_only: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
+    """The decoded ``__meta__`` and every array in the archive (none with `meta_only`: every member's
+    header is still checked, but only ``__meta__`` is read), without unpickling anything."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    found: list[str] = []
+
+    def pick(names: list[str]) -> list[str]:
+        found.extend(names)
+        return [n for n in names if n == META_KEY] if meta_only else names
+
     try:
-        arrays = npz.load(path)
+        arrays = npz.load(path, pick)
     except npz.NpzError as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: {e}") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected a valid .npz archive, found {e}") from None
     if META_KEY not in arrays:
-        raise CheckpointError(f"checkpoint {str(path)!r}: expected a {META_KEY!r} entry, found {sorted(arrays)}")
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected a {META_KEY!r} entry, found {sorted(found)}")
     raw = arrays.pop(META_KEY)
     try:
         if raw.dtype != np.uint8 or raw.ndim != 1:
@@ -138,8 +145,9 @@ def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The caller's metadata dict saved with a checkpoint, validated like `load_checkpoint` validates it."""
-    meta, _ = _read(Path(path))
+    """The caller's metadata dict saved with a checkpoint, validated like `load_checkpoint` validates it
+    (without reading the arrays)."""
+    meta, _ = _read(Path(path), meta_only=True)
     metadata = meta.get("metadata")
     if not isinstance(metadata, dict):
         raise CheckpointError(f"checkpoint {str(path)!r}: expected a metadata dict, found {type(metadata).__name__}")
