@@ -318,6 +318,7 @@ def test_read_metadata_reads_only_the_header(ckpt, monkeypatch):
     save_checkpoint(ckpt, {"x": jnp.zeros(1000)}, {"epoch": 3})
     loaded = []
     real_getitem = np.lib.npyio.NpzFile.__getitem__
-    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: loaded.append(key) or real_getitem(self, key))
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
+                        lambda self, key: loaded.append(key) or real_getitem(self, key))
     assert read_metadata(ckpt) == {"epoch": 3}
     assert loaded == ["__meta__"]
