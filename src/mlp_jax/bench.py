@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .bench_peers import PEERS, digits_time_to_accuracy, memory_peaks, numpy_env, run_peers, run_worker
-from .bench_report import write_outputs
+from .bench_report import KINDS, write_outputs
 from .bench_timing import INSTANCES, Case, calibrate, compare, now, ratio_ci95, sample, xla_analysis
 from .errors import UsageError
 
@@ -386,7 +386,7 @@ def run(
     *,
     repeats: int = 7,
     min_sample: float = 0.05,
-    kinds_for: Callable[[Config], Sequence[str]] = lambda c: ("grad", "sgd", "adam", "fused"),
+    kinds_for: Callable[[Config], Sequence[str]] = lambda c: KINDS,
     peaks: bool = True,
     peers: Sequence[str] = PEERS,
     peer_rounds: int = 2,
@@ -475,7 +475,7 @@ def _practical_peak(results: dict, dtype: str) -> tuple[float | None, float | No
 def _add_peak_fractions(results: dict, name: str) -> None:
     entry = results["configs"][name]
     dot, practical = _practical_peak(results, entry["config"]["dtype"])
-    for kind in ("grad", "sgd", "adam", "fused"):
+    for kind in KINDS:
         for source in SOURCES:
             if kind in entry:
                 m = entry[kind][source]
@@ -607,11 +607,11 @@ def run_cli(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    results = run(out, configs, repeats=repeats, min_sample=min_sample,  # every config: all four kinds
-                  peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
-                  peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
-                  peak_shapes=peak_shapes_for(jax.default_backend(), quick),
-                  memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots, log=log)
+    run(out, configs, repeats=repeats, min_sample=min_sample,  # every config: all four kinds
+        peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
+        peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
+        peak_shapes=peak_shapes_for(jax.default_backend(), quick),
+        memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots,
+        log=log)
     print((out / "results.md").read_text())
-    del results
     return 0

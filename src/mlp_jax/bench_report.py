@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .files import save_figure, write_text
 
+KINDS = ("grad", "sgd", "adam", "fused")  # what `mlp-jax bench` times per config, in report order
+
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g}" if seconds >= 1e-4 else f"{seconds * 1e6:.3g} us"
@@ -64,7 +66,7 @@ def markdown(results: dict) -> str:
               "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     nan = float("nan")
     for name, entry in results["configs"].items():
-        for kind in ("grad", "sgd", "adam", "fused"):
+        for kind in KINDS:
             if kind not in entry:
                 continue
             m, a = entry[kind]["manual"], entry[kind]["autodiff"]
@@ -95,7 +97,7 @@ def markdown(results: dict) -> str:
               "output MiB | alias MiB (m/a) | temp MiB, no donation |", "|---|---|---|---|---|---|---|---|---|"]
     mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"  # noqa: E731
     for name, entry in results["configs"].items():
-        for kind in ("grad", "sgd", "adam", "fused"):
+        for kind in KINDS:
             if kind not in entry:
                 continue
             m, a = entry[kind]["manual"], entry[kind]["autodiff"]
@@ -182,10 +184,9 @@ def write_plots(results: dict, out: Path) -> set[str]:
     import matplotlib.pyplot as plt
 
     configs = results["configs"]
-    kinds = ("grad", "sgd", "adam", "fused")
     labels, manual, auto, noise = [], [], [], []
     for name, entry in configs.items():
-        for kind in kinds:
+        for kind in KINDS:
             if kind in entry:
                 labels.append(f"{name}\n{kind}")
                 manual.append(entry[kind]["manual"]["step_s"]["median"])
