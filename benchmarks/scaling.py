@@ -1,4 +1,4 @@
-"""Data-parallel throughput: fused training epochs on 1, 2 and 4 devices (`mlp_jax.distributed`).
+"""Data-parallel throughput: fused training epochs on 1, 2 and 4 devices (`mlp_jax.training.distributed`).
 
 Each device count runs in its own subprocess. On CPU the devices are simulated with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N``: they share the host's cores, so this measures the
@@ -31,9 +31,9 @@ def worker(args: argparse.Namespace) -> dict:
     import numpy as np
     import optax
 
-    from mlp_jax import distributed as dist
-    from mlp_jax.params import init_params
-    from mlp_jax.train import init_train_state, make_train_epoch
+    from mlp_jax.training import distributed as dist
+    from mlp_jax.core.params import init_params
+    from mlp_jax.training.steps import init_train_state, make_train_epoch
 
     sizes = [args.features, *args.hidden, args.classes]
     rng = np.random.default_rng(0)

@@ -18,9 +18,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from mlp_jax.data import load_dataset
-from mlp_jax.files import write_text
-from mlp_jax.fit import TrainConfig, fit
+from mlp_jax.training.data import load_dataset
+from mlp_jax.training.files import write_text
+from mlp_jax.training.fit import TrainConfig, fit
 
 DATASETS = ["xor", "moons", "circles", "spirals", "iris", "wine", "breast_cancer", "digits", "mnist1d", "sine",
             "diabetes"]

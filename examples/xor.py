@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 import mlp_jax as mj
-from mlp_jax.train import make_evaluate, make_fused_update
+from mlp_jax.training.steps import make_evaluate, make_fused_update
 
 x = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
 y = jnp.array([[0], [1], [1], [0]], jnp.float32)  # one sigmoid output: is it "1"?

@@ -30,7 +30,7 @@ def tree_max_rel_error(a, b) -> float:
 @pytest.fixture
 def restored_registries():
     """The activation and loss registries as they were before the test, whatever it registers."""
-    from mlp_jax import activations, losses
+    from mlp_jax.core import activations, losses
 
     registries = (activations._REGISTRY, losses._REGISTRY, losses._LABEL_TARGETS)
     saved = [type(r)(r) for r in registries]

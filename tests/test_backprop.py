@@ -115,7 +115,7 @@ def test_backprop_under_jit_equals_eager(kind):
     )
     assert tree_max_rel_error(jitted, eager) <= 1e-6
     f = jax.jit(mj.forward, static_argnames="activation")
-    # tiny dots are a multiply and a sum (mlp_jax.matmul), which jit fuses: equal up to rounding
+    # tiny dots are a multiply and a sum (mlp_jax.core.matmul), which jit fuses: equal up to rounding
     np.testing.assert_allclose(f(params, x, activation="tanh"), mj.forward(params, x, "tanh"), rtol=1e-6, atol=1e-6)
 
 

@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from mlp_jax import bench, bench_peers, bench_report, bench_timing
-from mlp_jax.cli import main
+from mlp_jax.bench import peers as bench_peers
+from mlp_jax.bench import report as bench_report
+from mlp_jax.bench import run as bench
+from mlp_jax.bench import timing as bench_timing
+from mlp_jax.cli.main import main
 
 
 def test_matmul_flops_matches_a_hand_count():
@@ -61,7 +64,7 @@ def test_float32_steps_are_timed_without_64_bit_mode():
     import jax
     import optax
 
-    from mlp_jax.train import make_update
+    from mlp_jax.training.steps import make_update
 
     for spec, wide in (("1x8x16", False), ("1x8x16:float64", True)):
         config = bench.parse_config(spec)
@@ -105,8 +108,8 @@ def test_step_matmuls_are_the_analytic_count(spec):
     product)."""
     import optax
 
-    from mlp_jax.matmul import choose_batch_parts, choose_layout
-    from mlp_jax.train import make_step
+    from mlp_jax.core.matmul import choose_batch_parts, choose_layout
+    from mlp_jax.training.steps import make_step
 
     config = bench.parse_config(spec)
     params, x, y = bench.make_problem(config)

@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from mlp_jax.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mlp_jax.params import init_params
+from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mlp_jax.core.params import init_params
 
 
 class TrainState(NamedTuple):
@@ -313,7 +313,7 @@ def test_checkpoint_gets_the_usual_file_permissions(ckpt):
 def test_read_metadata_reads_only_the_header(ckpt, monkeypatch):
     """`mlp-jax train --resume` reads the metadata twice before loading the state: it must not load every
     array each time."""
-    from mlp_jax.checkpoint import read_metadata
+    from mlp_jax.training.checkpoint import read_metadata
 
     save_checkpoint(ckpt, {"x": jnp.zeros(1000)}, {"epoch": 3})
     loaded = []

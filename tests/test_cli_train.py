@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-import mlp_jax.fit as fit_module
-from mlp_jax.checkpoint import load_checkpoint
-from mlp_jax.cli import main
+import mlp_jax.training.fit as fit_module
+from mlp_jax.training.checkpoint import load_checkpoint
+from mlp_jax.cli.main import main
 
 
 def train(*args: str) -> int:
@@ -92,8 +92,8 @@ def _template(out):
     """A TrainState template matching the run in `out`."""
     import jax
 
-    from mlp_jax.params import init_params
-    from mlp_jax.train import init_train_state
+    from mlp_jax.core.params import init_params
+    from mlp_jax.training.steps import init_train_state
 
     meta = json.loads(np.load(out / "checkpoint.npz")["__meta__"].tobytes())["metadata"]
     config = fit_module.TrainConfig(**{**meta["config"], "hidden": tuple(meta["config"]["hidden"])})
@@ -142,10 +142,10 @@ def test_bad_csv_files(tmp_path, capsys):
 
 def test_console_script_in_subprocess(tmp_path):
     """The real entry point: no traceback on bad input, results on success."""
-    bad = subprocess.run([sys.executable, "-m", "mlp_jax.cli", "train", "--hidden", "12,x"],
+    bad = subprocess.run([sys.executable, "-m", "mlp_jax.cli.main", "train", "--hidden", "12,x"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
-    ok = subprocess.run([sys.executable, "-m", "mlp_jax.cli", "train", "--dataset", "xor", "--out",
+    ok = subprocess.run([sys.executable, "-m", "mlp_jax.cli.main", "train", "--dataset", "xor", "--out",
                          str(tmp_path / "xor")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert "results in" in ok.stdout
@@ -159,7 +159,7 @@ def test_every_optimizer_and_schedule_builds_and_steps(optimizer, schedule):
     import jax.numpy as jnp
     import optax
 
-    from mlp_jax.params import init_params
+    from mlp_jax.core.params import init_params
 
     config = fit_module.TrainConfig(optimizer=optimizer, schedule=schedule, weight_decay=1e-3).resolved()
     opt = fit_module.make_optimizer(config, steps_per_epoch=10)

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from mlp_jax.data import KNOWN_DATASETS, DataError, Dataset, default_loss, load_dataset, read_idx
+from mlp_jax.training.data import KNOWN_DATASETS, DataError, Dataset, default_loss, load_dataset, read_idx
 
 REGRESSION = {"sine", "diabetes"}
 FAST_GENERATED = ["moons", "circles", "spirals", "sine"]

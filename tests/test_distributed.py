@@ -1,4 +1,4 @@
-"""Data-parallel training (`mlp_jax.distributed`): sharded vs single device, the same computation two ways.
+"""Data-parallel training (`mlp_jax.training.distributed`): sharded vs single device, the same computation two ways.
 
 The test process has one CPU device, so the multi-device checks run in subprocesses with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: one script runs every check and prints JSON,
@@ -18,8 +18,8 @@ import optax
 import pytest
 
 from mlp_jax import Layer
-from mlp_jax import distributed as dist
-from mlp_jax.train import make_update
+from mlp_jax.training import distributed as dist
+from mlp_jax.training.steps import make_update
 
 from conftest import tree_max_rel_error
 
@@ -31,8 +31,8 @@ import numpy as np, jax, jax.numpy as jnp, optax
 jax.config.update("jax_numpy_rank_promotion", "raise")
 import mlp_jax as mj
 from mlp_jax import Layer
-from mlp_jax import distributed as dist
-from mlp_jax.train import init_train_state, make_train_epoch, make_update
+from mlp_jax.training import distributed as dist
+from mlp_jax.training.steps import init_train_state, make_train_epoch, make_update
 
 def problem(seed, sizes, n):
     rng = np.random.default_rng(seed)
@@ -134,7 +134,7 @@ print("RESULT" + json.dumps(out))
 MULTI_HOST = COMMON + """
 pid, port, outdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.initialize_distributed(f"localhost:{port}", 2, pid)
-from mlp_jax.checkpoint import save_checkpoint
+from mlp_jax.training.checkpoint import save_checkpoint
 
 params, x, y, _ = problem(1, SIZES, 52)  # 13 rows per device; batches of 16 leave a partial last one
 params = jax.tree.map(np.asarray, params)
@@ -171,7 +171,7 @@ print("RESULT" + json.dumps(out), flush=True)
 
 CLI = """
 import json, sys
-from mlp_jax.cli import main
+from mlp_jax.cli.main import main
 out = {}
 for grad in ("manual",):
     for devices in ("4", "1"):

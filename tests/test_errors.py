@@ -190,7 +190,7 @@ def test_time_deltas_are_not_numbers(params):
 def test_params_donated_to_a_training_step_get_a_clear_error(params):
     import optax
 
-    from mlp_jax.train import make_update
+    from mlp_jax.training.steps import make_update
 
     update = make_update(optax.sgd(0.1), activation="relu", loss="softmax_cross_entropy")
     new_params, _, _ = update(params, optax.sgd(0.1).init(params), X, LABELS)

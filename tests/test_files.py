@@ -1,11 +1,11 @@
-"""`mlp_jax.files`: an output file is replaced whole or left as it was."""
+"""`mlp_jax.training.files`: an output file is replaced whole or left as it was."""
 
 import os
 import stat
 
 import pytest
 
-from mlp_jax.files import write_atomic, write_text
+from mlp_jax.training.files import write_atomic, write_text
 
 
 def test_write_text_replaces_the_file_whole_with_the_usual_permissions(tmp_path):
@@ -62,7 +62,7 @@ def test_dev_stdout_is_appended_to_whatever_it_is(tmp_path):
     import subprocess
     import sys
 
-    script = "from mlp_jax.files import write_text; print('table', flush=True); write_text('/dev/stdout', 'json\\n')"
+    script = "from mlp_jax.training.files import write_text; print('table', flush=True); write_text('/dev/stdout', 'json\\n')"
     piped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stdout == "table\njson\n", piped.stderr
     log = tmp_path / "log.txt"

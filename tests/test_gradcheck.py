@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import mlp_jax as mj
-from mlp_jax import activations, cli
-from mlp_jax.gradcheck import NonFinite, check_gradients, random_problem
+from mlp_jax.cli import main as cli
+from mlp_jax.core import activations
+from mlp_jax.tools.gradcheck import NonFinite, check_gradients, random_problem
 
 SIZES, BATCH = [4, 16, 16, 3], 8  # the CLI's defaults: tests reuse one compiled shape
 TANH = dict(activation="tanh", loss="softmax_cross_entropy")
@@ -199,7 +200,7 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys):
 
 def run_cli(args, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "mlp_jax.cli", *args]
+    command = [sys.executable, "-m", "mlp_jax.cli.main", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -214,7 +215,7 @@ def test_cli_bad_sizes_in_a_fresh_process(tmp_path):
 def test_cli_exits_1_on_a_planted_wrong_derivative(tmp_path):
     (tmp_path / "planted.py").write_text(textwrap.dedent("""
         import jax.numpy as jnp
-        from mlp_jax.activations import register_activation
+        from mlp_jax.core.activations import register_activation
 
         register_activation(  # tanh' scaled by 1.01, not verified
             "planted_tanh", jnp.tanh, lambda z: 1.01 * (1 - jnp.tanh(z)) * (1 + jnp.tanh(z)), verify=False

@@ -6,13 +6,13 @@ import sys
 import pytest
 
 import mlp_jax as mj
-from mlp_jax.hostmem import MALLOC_ENV, SETTINGS
+from mlp_jax.bench.hostmem import MALLOC_ENV, SETTINGS
 
 FAULTS = """
 import resource, sys
 import mlp_jax as mj
 if sys.argv[1] == "keep":
-    assert mj.keep_freed_memory() == mj.hostmem.SETTINGS
+    assert mj.keep_freed_memory() == mj.bench.hostmem.SETTINGS
 import jax
 params = mj.init_params(jax.random.key(0), [256, 1024, 1024, 10])
 x, y = jax.random.normal(jax.random.key(1), (4096, 256)), jax.random.randint(jax.random.key(2), (4096,), 0, 10)

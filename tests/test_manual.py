@@ -10,8 +10,8 @@ from helpers import LABEL_KINDS, make_problem
 from jax.test_util import check_grads
 
 import mlp_jax as mj
-from mlp_jax.manual import manual_loss
-from mlp_jax.train import make_update
+from mlp_jax.tools.manual import manual_loss
+from mlp_jax.training.steps import make_update
 
 
 @pytest.mark.parametrize("kind", LABEL_KINDS)

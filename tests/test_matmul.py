@@ -1,4 +1,4 @@
-"""The manual pass's matmul choices (mlp_jax.matmul): tiny dots as a fused product, and the two
+"""The manual pass's matmul choices (mlp_jax.core.matmul): tiny dots as a fused product, and the two
 activation layouts, each against jax.grad."""
 
 import jax
@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlp_jax as mj
-from mlp_jax import losses
-from mlp_jax.backprop import backward, forward_with_cache
-from mlp_jax.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_batch_parts, choose_layout, dot
+from mlp_jax.core import losses
+from mlp_jax.core.backprop import backward, forward_with_cache
+from mlp_jax.core.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_batch_parts, choose_layout, dot
 
 TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
 

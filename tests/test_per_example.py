@@ -11,8 +11,8 @@ from conftest import tree_max_rel_error
 from helpers import LABEL_KINDS, make_problem
 
 import mlp_jax as mj
-from mlp_jax.per_example import dp_noise, make_dp_gradient, per_example_grad_norms, per_example_grads
-from mlp_jax.train import init_train_state, make_train_epoch, make_update
+from mlp_jax.tools.per_example import dp_noise, make_dp_gradient, per_example_grad_norms, per_example_grads
+from mlp_jax.training.steps import init_train_state, make_train_epoch, make_update
 
 SIZES, BATCH = [3, 5, 4], 6
 
@@ -61,7 +61,7 @@ def test_per_example_grads_sum_to_the_batch_gradient_in_float32():
 
 def test_norms_never_materialise_per_example_gradients():
     """No intermediate of the norm computation has a (batch, d_in, d_out) shape: memory O(batch * width).
-    (Layers wide enough that no dot is a tiny one, which mlp_jax.matmul computes as a fused product.)"""
+    (Layers wide enough that no dot is a tiny one, which mlp_jax.core.matmul computes as a fused product.)"""
     params, x, y, loss, _ = make_problem(0, [70, 90, 50], BATCH, "mse", jnp.float64)
     jaxpr = jax.make_jaxpr(lambda p: per_example_grad_norms(p, x, y, activation="relu", loss=loss))(params)
     shapes = [v.aval.shape for eqn in jaxpr.eqns for v in eqn.outvars]

@@ -14,11 +14,12 @@ import pytest
 from conftest import tree_max_rel_error
 
 import mlp_jax as mj
-from mlp_jax import cli, losses
-from mlp_jax.activations import register_activation
-from mlp_jax.losses import register_loss
-from mlp_jax.train import make_update
-from mlp_jax.verify import DerivativeError
+from mlp_jax.cli import main as cli
+from mlp_jax.core import losses
+from mlp_jax.core.activations import register_activation
+from mlp_jax.core.losses import register_loss
+from mlp_jax.training.steps import make_update
+from mlp_jax.core.verify import DerivativeError
 
 SOFTSIGN = (lambda z: z / (1 + jnp.abs(z)), lambda z: 1 / (1 + jnp.abs(z)) ** 2)
 
@@ -158,9 +159,9 @@ def test_one_percent_off_is_refused_without_float64_too(tmp_path):
     overflows to NaN, and still accepts a correct one computed with cancellation (1 - tanh(z)**2)."""
     script = textwrap.dedent("""
         import jax, jax.numpy as jnp, optax
-        from mlp_jax.activations import register_activation
-        from mlp_jax.losses import register_loss
-        from mlp_jax.verify import DerivativeError
+        from mlp_jax.core.activations import register_activation
+        from mlp_jax.core.losses import register_loss
+        from mlp_jax.core.verify import DerivativeError
         assert not jax.config.read("jax_enable_x64")
         register_activation("tanh_naive", jnp.tanh, lambda z: 1 - jnp.tanh(z) ** 2)
         register_loss("ce", lambda l, y: optax.softmax_cross_entropy_with_integer_labels(l, y),

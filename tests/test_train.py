@@ -8,7 +8,7 @@ import pytest
 from conftest import tree_max_rel_error
 
 import mlp_jax as mj
-from mlp_jax.train import (
+from mlp_jax.training.steps import (
     init_train_state,
     make_evaluate,
     make_fused_update,

@@ -1,4 +1,4 @@
-"""The manual pass's matmul choices (`mlp_jax.matmul`), each timed against autodiff in one process.
+"""The manual pass's matmul choices (`mlp_jax.core.matmul`), each timed against autodiff in one process.
 
     python benchmarks/experiments/layouts.py [--keep-freed-memory] [CONFIG ...]
 
@@ -43,8 +43,8 @@ import optax
 from _timing import compare_updates
 
 import mlp_jax as mj
-from mlp_jax import matmul
-from mlp_jax.train import make_fused_update, make_update
+from mlp_jax.core import matmul
+from mlp_jax.training.steps import make_fused_update, make_update
 
 LOSS = "softmax_cross_entropy"
 

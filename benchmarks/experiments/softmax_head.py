@@ -16,7 +16,7 @@ import optax
 from _timing import compare_updates, report
 
 import mlp_jax as mj
-from mlp_jax.train import make_update
+from mlp_jax.training.steps import make_update
 
 depth, width, batch, repeats = (int(a) for a in sys.argv[1:5]) if len(sys.argv) > 4 else (2, 64, 128, 31)
 

@@ -93,8 +93,8 @@ def main() -> None:
     import jax
     import optax
 
-    from mlp_jax.bench import make_problem, parse_config
-    from mlp_jax.train import make_update
+    from mlp_jax.bench.run import make_problem, parse_config
+    from mlp_jax.training.steps import make_update
 
     config = parse_config(args.config)
     params, x, y = make_problem(config)

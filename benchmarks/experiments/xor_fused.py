@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 import mlp_jax as mj
-from mlp_jax.train import make_fused_update, make_step
+from mlp_jax.training.steps import make_fused_update, make_step
 
 N = 20_000
 x = jnp.asarray([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)

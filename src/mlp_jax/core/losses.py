@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from .verify import check_derivative, check_same_shape, verify_dtype
+from mlp_jax.core.verify import check_derivative, check_same_shape, verify_dtype
 
 Array = jax.Array
 
@@ -246,7 +246,7 @@ def register_loss(
 
     With ``verify=True`` the gradient is compared with ``jax.grad`` of each example's term on a grid of
     logits with zeros, +-1e-7, and values up to +-100 (targets: uniform in [0, 1], or labels
-    ``i % out``), under the rule of `mlp_jax.verify`; a wrong one raises `DerivativeError` naming the
+    ``i % out``), under the rule of `mlp_jax.core.verify`; a wrong one raises `DerivativeError` naming the
     worst logits, target and output, both values and their relative difference. ``overwrite=True`` is
     needed to replace a registered name (built-ins included); functions already jitted with the name
     keep the old definition.

@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import npz
-from .files import write_atomic
+from mlp_jax.training import npz
+from mlp_jax.training.files import write_atomic
 
 FORMAT = "mlp-jax-checkpoint"
 VERSION = 1

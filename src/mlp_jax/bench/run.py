@@ -3,8 +3,8 @@ and against peer libraries.
 
 For every config, in one process and alternating the two gradient sources sample by sample:
 
-- ``grad``: the gradient alone (`mlp_jax.backprop` vs ``jax.value_and_grad``), jitted;
-- ``sgd``, ``adam``: one full update step from `mlp_jax.train.make_update` (donating);
+- ``grad``: the gradient alone (`mlp_jax.core.backprop` vs ``jax.value_and_grad``), jitted;
+- ``sgd``, ``adam``: one full update step from `mlp_jax.training.steps.make_update` (donating);
 - ``fused``: ``N`` sgd steps in one compiled call from `make_fused_update`, reported per step.
 
 Compile time (trace, lower and XLA compile, timed ahead of the first call) is kept apart from run
@@ -19,32 +19,29 @@ training process with and without donation. ``jnp.dot`` is also timed side by si
 config's step and with that step's own matmuls alone (`side_by_side_peak`), which takes the machine's
 drift out of the fraction of peak and splits the gap into slower matmul shapes and the work between them.
 The matmul peaks of numpy and PyTorch, and the peer libraries, each run in their own process
-(``benchmarks/peers/``), since thread pools of different libraries slow each other down when they
+(``mlp_jax/bench/workers/``), since thread pools of different libraries slow each other down when they
 share one.
 
 Outputs in ``--out DIR``: ``results.json`` (every number), ``results.md`` (tables) and PNG plots. The
-timing itself lives in `mlp_jax.bench_timing`, the other processes in `mlp_jax.bench_peers`, the tables
-and plots in `mlp_jax.bench_report`.
+timing itself lives in `mlp_jax.bench.timing`, the other processes in `mlp_jax.bench.peers`, the tables
+and plots in `mlp_jax.bench.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import math
 import os
 import platform
 import re
-import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .bench_peers import PEERS, digits_time_to_accuracy, memory_peaks, numpy_env, run_peers, run_worker
-from .bench_report import KINDS, write_outputs
-from .bench_timing import INSTANCES, Case, calibrate, compare, now, ratio_ci95, sample, xla_analysis
-from .errors import UsageError
+from mlp_jax.bench.peers import PEERS, digits_time_to_accuracy, memory_peaks, numpy_env, run_peers, run_worker
+from mlp_jax.bench.report import KINDS, write_outputs
+from mlp_jax.bench.timing import INSTANCES, Case, calibrate, compare, now, ratio_ci95, sample, xla_analysis
+from mlp_jax.core.errors import UsageError
 
 DTYPES = ("float32", "float64", "bfloat16")
 SOURCES = ("manual", "autodiff")
@@ -113,7 +110,7 @@ def make_problem(config: Config):
     import jax
     import jax.numpy as jnp
 
-    from .params import init_params
+    from mlp_jax.core.params import init_params
 
     dtype = jnp.dtype(config.dtype)
     k_params, k_x, k_y = jax.random.split(jax.random.key(0), 3)
@@ -141,7 +138,7 @@ def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequ
     import jax
     import optax
 
-    from .train import gradient_fn, make_fused_update, make_update
+    from mlp_jax.training.steps import gradient_fn, make_fused_update, make_update
 
     params, x, y = make_problem(config)
     common = dict(activation="relu", loss=config.loss)
@@ -308,7 +305,7 @@ def side_by_side_peak(config: Config, *, repeats: int, min_sample: float,
     import jax.numpy as jnp
     import optax
 
-    from .train import make_update
+    from mlp_jax.training.steps import make_update
 
     params, x, y = make_problem(config)
     dtype = jnp.dtype(config.dtype)
@@ -545,73 +542,3 @@ def check_targets(results: dict) -> list[dict[str, Any]]:
         targets.append({"target": f"{mem['config']} adam: training peak {where} memory with donation < without",
                         "value": value, "met": met})
     return targets
-
-
-# --- command line ----------------------------------------------------------------------------------
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
-    parser.add_argument("--quick", action="store_true", help="a short run (< 3 minutes on 2 cores)")
-    parser.add_argument("--configs", default=None,
-                        help="comma-separated: small, medium, large, xor, grid, or DEPTHxWIDTHxBATCH[:DTYPE]")
-    parser.add_argument("--repeats", type=int, default=None, help="timed samples per measurement")
-    parser.add_argument("--min-sample", type=float, default=None, help="seconds per sample (calls repeated)")
-    parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}, or none")
-    parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurements")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
-    parser.add_argument("--no-digits", action="store_true", help="skip the digits time-to-accuracy run")
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: reuse freed host memory (mlp_jax.hostmem) in this and every worker process, "
-                             "default: glibc's own settings (default keep)")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    quick = args.quick
-    repeats = args.repeats if args.repeats is not None else (3 if quick else 7)
-    min_sample = args.min_sample if args.min_sample is not None else (0.02 if quick else 0.1)
-    if repeats < 1:
-        raise UsageError(f"--repeats must be >= 1, got {repeats}")
-    if min_sample <= 0:
-        raise UsageError(f"--min-sample must be > 0, got {min_sample}")
-    if args.configs is None:
-        specs = ["small", "medium", "xor", "large", *QUICK_GRID] if quick else [*STANDARD, "grid"]
-    else:
-        specs = [s.strip() for s in args.configs.split(",") if s.strip()]
-    configs = []
-    for spec in specs:
-        configs += grid_configs() if spec == "grid" else [parse_config(spec)]
-    if not configs:
-        raise UsageError("--configs is empty")
-    if args.peers is None:
-        peers = PEERS
-    else:
-        peers = () if args.peers == "none" else tuple(p.strip() for p in args.peers.split(",") if p.strip())
-        unknown = [p for p in peers if p not in PEERS]
-        if unknown:
-            raise UsageError(f"unknown peers {unknown}; expected a subset of {list(PEERS)} or none")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    # On a GPU, JAX grabs 75 % of its memory at start by default; the bench's worker processes (peers,
-    # memory, digits) run while it holds that, so every process here allocates as it goes instead.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    if args.malloc == "keep":  # before JAX starts its threads; the workers inherit the environment
-        from .hostmem import MALLOC_ENV, keep_freed_memory
-
-        keep_freed_memory()
-        os.environ.update(MALLOC_ENV)
-    import jax
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-    run(out, configs, repeats=repeats, min_sample=min_sample,  # every config: all four kinds
-        peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
-        peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
-        peak_shapes=peak_shapes_for(jax.default_backend(), quick),
-        memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots,
-        log=log)
-    print((out / "results.md").read_text())
-    return 0

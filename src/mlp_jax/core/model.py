@@ -7,10 +7,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .activations import get_activation
-from .losses import get_loss, prepare_sample_weight, prepare_targets, reduce
-from .matmul import dot
-from .params import Params, check_params
+from mlp_jax.core.activations import get_activation
+from mlp_jax.core.losses import get_loss, prepare_sample_weight, prepare_targets, reduce
+from mlp_jax.core.matmul import dot
+from mlp_jax.core.params import Params, check_params
 
 Array = jax.Array
 
@@ -71,7 +71,7 @@ def loss(
     sample_weight: Array | None = None,
 ) -> Array:
     """Scalar loss: the mean over the batch of each example's loss term (weighted mean with
-    `sample_weight` of shape (batch,)). See `mlp_jax.losses` for the exact definitions."""
+    `sample_weight` of shape (batch,)). See `mlp_jax.core.losses` for the exact definitions."""
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     logits = forward(params, x, activation)
     return reduce(get_loss(loss).per_example(logits, y), sample_weight)

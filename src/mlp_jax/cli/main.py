@@ -13,12 +13,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from .errors import UsageError
+from mlp_jax.core.errors import UsageError
 
 SUBCOMMANDS = {
-    "train": ("mlp_jax.fit", "train an MLP on a data set; write metrics, plots and a checkpoint"),
-    "gradcheck": ("mlp_jax.gradcheck", "compare manual, autodiff and finite-difference gradients"),
-    "bench": ("mlp_jax.bench", "benchmark manual against autodiff gradients"),
+    "train": ("mlp_jax.cli.train", "train an MLP on a data set; write metrics, plots and a checkpoint"),
+    "gradcheck": ("mlp_jax.cli.gradcheck", "compare manual, autodiff and finite-difference gradients"),
+    "bench": ("mlp_jax.cli.bench", "benchmark manual against autodiff gradients"),
 }
 USAGE = f"""usage: mlp-jax [--import MODULE ...] [{{{','.join(SUBCOMMANDS)}}}] [options]
 

@@ -2,11 +2,11 @@
 
 Params and optimizer state are replicated on every device (``NamedSharding(mesh, P())``); every
 minibatch is split along its first axis (``NamedSharding(mesh, P("batch"))``). The update and the fused
-epoch are the ones from `mlp_jax.train`, jitted the same way: only the gradient source is wrapped, so that
+epoch are the ones from `mlp_jax.training.steps`, jitted the same way: only the gradient source is wrapped, so that
 its minibatch is constrained to the batch sharding and its loss and gradients to replicated.
 
 How the batch sums become cross-device reductions. Both gradient sources reduce over the batch:
-autodiff inside ``jax.grad``, the hand-written one in `mlp_jax.backprop` as ``a_prev.T @ delta`` and
+autodiff inside ``jax.grad``, the hand-written one in `mlp_jax.core.backprop` as ``a_prev.T @ delta`` and
 ``jnp.sum(delta, 0)``, scaled by `losses.example_scale` (``1 / B``, or ``w_i / sum(w)``). We let the compiler
 partition them (GSPMD via `jax.jit` + `NamedSharding`) rather than write a `shard_map` + `psum` version
 of backprop: a jitted function means the same thing whatever the shardings of its inputs, so the sharded
@@ -39,7 +39,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .train import GradFn, gradient_fn, make_step, make_train_epoch
+from mlp_jax.training.steps import GradFn, gradient_fn, make_step, make_train_epoch
 
 Array = jax.Array
 BATCH = "batch"  # the mesh axis the batch is split over
@@ -245,7 +245,7 @@ def make_sharded_update(
     grad: str | GradFn = "manual",
     donate: bool = True,
 ) -> Callable:
-    """`mlp_jax.train.make_update` over `mesh`: ``update(params, opt_state, x, y, sample_weight=None,
+    """`mlp_jax.training.steps.make_update` over `mesh`: ``update(params, opt_state, x, y, sample_weight=None,
     key=None) -> (params, opt_state, loss_value)`` with x, y (and sample_weight) split over the batch axis
     and everything returned replicated. Pass params and opt_state through `replicate` and batches through
     `shard_batch` (other inputs are moved, at a cost)."""
@@ -265,7 +265,7 @@ def make_sharded_train_epoch(
     batch_size: int = 128,
     donate: bool = True,
 ) -> Callable:
-    """`mlp_jax.train.make_train_epoch` over `mesh`: ``train_epoch(state, x, y) -> (state, losses)``, the
+    """`mlp_jax.training.steps.make_train_epoch` over `mesh`: ``train_epoch(state, x, y) -> (state, losses)``, the
     same shuffle and updates, each shuffled minibatch split over the batch axis.
 
     Pass the state through `replicate` and x, y through `distribute_dataset` (or `replicate`). Raises

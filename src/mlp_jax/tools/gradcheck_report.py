@@ -1,4 +1,4 @@
-"""The result of `mlp_jax.gradcheck.check_gradients`: one `Comparison` per gradient leaf and reference,
+"""The result of `mlp_jax.tools.gradcheck.check_gradients`: one `Comparison` per gradient leaf and reference,
 grouped by leaf, rendered as a plain-text table or as JSON."""
 
 from __future__ import annotations

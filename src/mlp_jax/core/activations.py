@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .verify import check_derivative, check_same_shape, verify_dtype
+from mlp_jax.core.verify import check_derivative, check_same_shape, verify_dtype
 
 Array = jax.Array
 
@@ -104,7 +104,7 @@ def register_activation(
     `fn` and `derivative` take the pre-activation ``z`` (any shape) elementwise and keep its shape and
     dtype. With ``verify=True`` the derivative is compared with ``jax.vmap(jax.grad(fn))`` on
     `VERIFY_GRID` (0, points 1e-7 either side of common kinks, and values up to +-100) under the rule of
-    `mlp_jax.verify`; a wrong one raises `DerivativeError` naming the worst z, both values and their
+    `mlp_jax.core.verify`; a wrong one raises `DerivativeError` naming the worst z, both values and their
     relative difference. At a kink, match the value `jax.grad` takes there. ``overwrite=True`` is needed
     to replace a registered name (built-ins included); functions already jitted with the name keep the
     old definition, since `jax.jit` caches by the (static) name.

@@ -1,6 +1,6 @@
 """Training: jit-compiled optax update steps, and whole epochs fused into one compiled call.
 
-``grad`` is the one switch between the hand-written gradient (``"manual"``, `mlp_jax.backprop`) and
+``grad`` is the one switch between the hand-written gradient (``"manual"``, `mlp_jax.core.backprop`) and
 autodiff (``"autodiff"``, ``jax.value_and_grad(mlp_jax.loss)``); the benchmarks and the CLI use it.
 A callable ``grad(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` is accepted too,
 for gradient sources of your own (a differentially private one, say).
@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .activations import get_activation
-from .backprop import backprop
-from .losses import get_loss
-from .model import forward
-from .model import loss as loss_fn
-from .params import Params
+from mlp_jax.core.activations import get_activation
+from mlp_jax.core.backprop import backprop
+from mlp_jax.core.losses import get_loss
+from mlp_jax.core.model import forward
+from mlp_jax.core.model import loss as loss_fn
+from mlp_jax.core.params import Params
 
 Array = jax.Array
 GradFn = Callable[..., tuple[Array, Params]]

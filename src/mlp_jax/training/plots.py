@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .files import save_figure  # noqa: E402
+from mlp_jax.training.files import save_figure  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

@@ -8,7 +8,7 @@ For layer l with input ``a_{l}`` (B, d_l), pre-activation ``z_l = a_l @ W_l + b_
     db_l        = sum_batch delta_l                   (d_{l+1},)
     delta_{l-1} = (delta_l @ W_l.T) * phi'(z_{l-1})   (B, d_l)
 
-In the ``"feature"`` layout (`mlp_jax.matmul`) every activation and delta is stored transposed,
+In the ``"feature"`` layout (`mlp_jax.core.matmul`) every activation and delta is stored transposed,
 (d, B), and the same equations read ``z_l = W_l.T @ a_l + b_l``, ``dW_l = a_l @ delta_l.T``,
 ``delta_{l-1} = (W_l @ delta_l) * phi'(z_{l-1})``; the gradients are the same pytree either way.
 
@@ -22,11 +22,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .activations import get_activation
-from .losses import get_loss, reduce, scaled_grad_logits
-from .matmul import batch_bounds, choose_batch_parts, choose_layout, dot, materialize
-from .model import check_problem
-from .params import Layer, Params, layer_sizes
+from mlp_jax.core.activations import get_activation
+from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits
+from mlp_jax.core.matmul import batch_bounds, choose_batch_parts, choose_layout, dot, materialize
+from mlp_jax.core.model import check_problem
+from mlp_jax.core.params import Layer, Params, layer_sizes
 
 Array = jax.Array
 
@@ -112,7 +112,7 @@ def backprop(
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
     of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``. `layout` (``"auto"``, ``"batch"``,
     ``"feature"``) is how the pass lays out its activations, and `batch_parts` (``"auto"`` or an int)
-    how many independent chains of dots it cuts the batch into, see `mlp_jax.matmul`; both change speed,
+    how many independent chains of dots it cuts the batch into, see `mlp_jax.core.matmul`; both change speed,
     not results (beyond float rounding)."""
     spec = get_loss(loss)
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)

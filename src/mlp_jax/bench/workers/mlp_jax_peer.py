@@ -10,15 +10,15 @@ import optax
 from _common import answer, request, time_steps
 
 import mlp_jax as mj
-from mlp_jax.bench import Config, make_problem
-from mlp_jax.train import init_train_state, make_evaluate, make_train_epoch, make_update
+from mlp_jax.bench.run import Config, make_problem
+from mlp_jax.training.steps import init_train_state, make_evaluate, make_train_epoch, make_update
 
 req = request()
 result = {"version": mj.__version__, "device": jax.default_backend()}
 
 
 def problem(config: dict):
-    """The same problem the in-process benchmark times (`mlp_jax.bench.make_problem`)."""
+    """The same problem the in-process benchmark times (`mlp_jax.bench.run.make_problem`)."""
     return make_problem(Config(**config))
 
 

@@ -19,11 +19,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from .activations import get_activation
-from .backprop import backward, forward_with_cache
-from .losses import get_loss, reduce
-from .model import check_problem
-from .params import Layer, Params
+from mlp_jax.core.activations import get_activation
+from mlp_jax.core.backprop import backward, forward_with_cache
+from mlp_jax.core.losses import get_loss, reduce
+from mlp_jax.core.model import check_problem
+from mlp_jax.core.params import Layer, Params
 
 Array = jax.Array
 

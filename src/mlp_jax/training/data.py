@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import npz
+from mlp_jax.training import npz
 
 TASKS = ("classification", "regression")
 MAX_INFERRED_CLASSES = 50  # a user target of at most this many distinct integers is read as class labels

@@ -52,7 +52,7 @@ def keep_freed_memory() -> dict[str, int]:
     if _jax_backend_started():
         warnings.warn("keep_freed_memory() was called after JAX started its backend; XLA's threads already "
                       "have malloc arenas of their own, so large steps keep faulting in fresh pages. Call it "
-                      "before the first JAX computation, or start the process with mlp_jax.hostmem.MALLOC_ENV "
+                      "before the first JAX computation, or start the process with mlp_jax.bench.hostmem.MALLOC_ENV "
                       "in its environment.", RuntimeWarning, stacklevel=2)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

@@ -1,4 +1,4 @@
-"""The parts of `mlp-jax bench` that run in other processes (``benchmarks/peers/``): the peer
+"""The parts of `mlp-jax bench` that run in other processes (``mlp_jax/bench/workers/``): the peer
 libraries' steps, the numpy and PyTorch matmul peaks, the training memory with and without donation,
 and time to accuracy on digits. Each library runs in its own process, the processes alternating round
 by round: thread pools of different libraries slow each other down when they share one.
@@ -15,20 +15,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .bench_timing import summary
+from mlp_jax.bench.timing import summary
 
 if TYPE_CHECKING:
-    from .bench import Config
+    from mlp_jax.bench.run import Config
 
 PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
-PEER_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "peers"  # present in a source checkout
+WORKER_DIR = Path(__file__).resolve().parent / "workers"  # run by path, so a worker imports only its own library
 
 
 def run_worker(script: str, request: dict, *, env: dict | None = None, timeout: float = 600) -> dict[str, Any]:
-    """Run ``benchmarks/peers/<script>`` with a JSON request; its last stdout line is the JSON answer."""
-    path = PEER_DIR / script
+    """Run ``mlp_jax/bench/workers/<script>`` with a JSON request; its last stdout line is the JSON answer."""
+    path = WORKER_DIR / script
     if not path.exists():
-        return {"skipped": f"{path} not found (run from a source checkout)"}
+        return {"skipped": f"{path} not found (an incomplete installation)"}
     try:
         proc = subprocess.run(
             [sys.executable, str(path), json.dumps(request)],
@@ -52,7 +52,7 @@ def numpy_env() -> dict:
 def memory_peaks(config: Config) -> dict[str, Any]:
     """Peak RSS of a process training `config` with adam, with and without donation (own processes).
 
-    Always with glibc's default malloc: under `mlp_jax.hostmem.MALLOC_ENV` the heap never shrinks and
+    Always with glibc's default malloc: under `mlp_jax.bench.hostmem.MALLOC_ENV` the heap never shrinks and
     its high-water mark follows fragmentation as much as live buffers (measured: donation 481 MiB,
     without 403 MiB in one run, 161 vs 253 in the next), which is not what this compares."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
@@ -107,7 +107,7 @@ def digits_time_to_accuracy(target: float, max_epochs: int, rounds: int = 3) -> 
 
 def _alternating_rounds(libs: Sequence[str], request: dict, rounds: int,
                         answer_key: str) -> dict[str, tuple[list[dict], list[dict]]]:
-    """Each library's worker (``benchmarks/peers/<lib>_peer.py``) run `rounds` times on `request`, the
+    """Each library's worker (``workers/<lib>_peer.py``) run `rounds` times on `request`, the
     libraries' processes alternating; per library, (the answers holding `answer_key`, the failed ones)."""
     answers: dict[str, list[dict]] = {lib: [] for lib in libs}
     for _ in range(rounds):

@@ -1,5 +1,5 @@
 """The outputs of `mlp-jax bench`: ``results.md`` (tables) and the PNG plots, from the results dict
-that ``results.json`` holds; every file written whole (`mlp_jax.files`)."""
+that ``results.json`` holds; every file written whole (`mlp_jax.training.files`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from .files import save_figure, write_text
+from mlp_jax.training.files import save_figure, write_text
 
 KINDS = ("grad", "sgd", "adam", "fused")  # what `mlp-jax bench` times per config, in report order
 

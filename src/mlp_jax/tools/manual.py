@@ -1,7 +1,7 @@
 """`manual_loss`: the loss as a `jax.custom_vjp` whose backward rule is the hand-written backprop.
 
 ``jax.grad(manual_loss)``, optax and any JAX code that differentiates through it get the manual
-gradient. The cotangents for `params` and `x` come from `mlp_jax.backprop.backward` (``dL/dx =
+gradient. The cotangents for `params` and `x` come from `mlp_jax.core.backprop.backward` (``dL/dx =
 delta_0 @ W_0.T``); those for float targets `y` and for `sample_weight`, which the hand-written pass
 does not cover, from `jax.vjp` of the loss on the cached logits. Integer labels get no cotangent.
 Reverse mode only (a `custom_vjp` has no forward-mode rule).
@@ -14,10 +14,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from .backprop import backward, forward_with_cache
-from .losses import get_loss, reduce, scaled_grad_logits
-from .model import check_problem
-from .params import Params
+from mlp_jax.core.backprop import backward, forward_with_cache
+from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits
+from mlp_jax.core.model import check_problem
+from mlp_jax.core.params import Params
 
 Array = jax.Array
 

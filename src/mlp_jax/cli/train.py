@@ -1,0 +1,99 @@
+"""``mlp-jax train``: the flags of a training run, and the run itself (`mlp_jax.training.fit`)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from mlp_jax.core.errors import UsageError
+from mlp_jax.training import distributed
+from mlp_jax.training.checkpoint import CheckpointError, read_metadata
+from mlp_jax.training.fit import (
+    CHECKPOINT,
+    METRICS,
+    OPTIMIZERS,
+    SCHEDULES,
+    NonFiniteLoss,
+    TrainConfig,
+    config_from_saved,
+    fit,
+)
+
+def _hidden(text: str) -> tuple[int, ...]:
+    if text.strip() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,128, got {text!r}")
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--dataset", default=None, help="a built-in name (digits, xor, spirals, ...), PATH.csv, PATH.npz or an IDX dir")
+    a("--target", default=None, help="label column (CSV) or key (NPZ) of your own file")
+    a("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128")
+    a("--activation", default=None)
+    a("--loss", default=None, help="default: softmax_cross_entropy or mse, from the data set")
+    a("--init", default="he_normal")
+    a("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)}")
+    a("--lr", type=float, default=None, help="learning rate")
+    a("--schedule", default=None, help=f"one of {', '.join(SCHEDULES)} (default: constant)")
+    a("--warmup-epochs", type=int, default=0)
+    a("--weight-decay", type=float, default=0.0)
+    a("--epochs", type=int, default=None, help="total epochs (with --resume: up to this many in total)")
+    a("--batch-size", type=int, default=None)
+    a("--grad", default="manual", help="manual (hand-written backprop) or autodiff (jax.grad)")
+    a("--seed", type=int, default=0)
+    a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
+    a("--val-fraction", type=float, default=0.1)
+    a("--out", default=None, help="output directory (default runs/<dataset>)")
+    a("--resume", default=None, metavar="DIR", help="continue the run in DIR with its saved config (only --epochs and --devices change)")
+    a("--quiet", action="store_true", help="print nothing but errors")
+    a("--devices", type=int, default=None, help="data-parallel devices per process (default: all local devices)")
+    a("--coordinator", default=None, metavar="HOST:PORT",
+      help="multi-host: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
+    a("--num-processes", type=int, default=None, help="multi-host: number of processes (or $JAX_NUM_PROCESSES)")
+    a("--process-id", type=int, default=None, help="multi-host: this process's index (or $JAX_PROCESS_ID)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    try:  # before anything else touches JAX; a no-op without flags or environment variables
+        distributed.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    args.quiet = args.quiet or not distributed.is_primary()  # one process prints
+    if args.resume is not None:
+        out = Path(args.resume)
+        try:
+            saved = read_metadata(out / CHECKPOINT).get("config")
+        except CheckpointError as error:
+            raise UsageError(f"cannot resume: {error}") from None
+        config = config_from_saved(saved, str(out / CHECKPOINT))
+        if args.epochs is not None:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        if args.devices is not None:
+            config = dataclasses.replace(config, devices=args.devices)
+    else:
+        fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+        given.setdefault("dataset", "digits")
+        config = TrainConfig(**given)
+        out = Path(args.out) if args.out else Path("runs") / Path(config.dataset).stem
+    try:
+        metrics = fit(config, out, resume=args.resume is not None, quiet=args.quiet)
+    except NonFiniteLoss as error:
+        print(f"mlp-jax train: {error}", file=sys.stderr)
+        return 1
+    summary = {k: metrics[k] for k in ("train_loss", "test_loss", "test_accuracy", "test_mse") if k in metrics}
+    if not args.quiet:
+        text = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None)
+        print(f"{metrics['dataset']['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.1f} s; {text}")
+        print(f"results in {out}/ ({METRICS}, loss.png, {CHECKPOINT}"
+              + (", decision_boundary.png" if (out / "decision_boundary.png").exists() else "") + ")")
+    return 0
