@@ -31,8 +31,8 @@ def worker(args: argparse.Namespace) -> dict:
     import numpy as np
     import optax
 
-    from mlp_jax.training import distributed as dist
     from mlp_jax.core.params import init_params
+    from mlp_jax.training import distributed as dist
     from mlp_jax.training.steps import init_train_state, make_train_epoch
 
     sizes = [args.features, *args.hidden, args.classes]
@@ -78,17 +78,33 @@ def run_worker(devices: int, grad: str, args: argparse.Namespace) -> dict | None
     if args.platform == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={max(devices, 1)}"
-    command = [sys.executable, __file__, "--worker", "--devices", str(devices), "--grad", grad,
-               *(f"--{k.replace('_', '-')}={v}" for k, v in
-                 dict(batch_size=args.batch_size, examples=args.examples, features=args.features,
-                      classes=args.classes, epochs=args.epochs).items()),
-               "--hidden", ",".join(map(str, args.hidden))]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--devices",
+        str(devices),
+        "--grad",
+        grad,
+        *(
+            f"--{k.replace('_', '-')}={v}"
+            for k, v in dict(
+                batch_size=args.batch_size,
+                examples=args.examples,
+                features=args.features,
+                classes=args.classes,
+                epochs=args.epochs,
+            ).items()
+        ),
+        "--hidden",
+        ",".join(map(str, args.hidden)),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT")]
     if proc.returncode != 0 or not lines:
         print(f"devices={devices} grad={grad}: skipped ({proc.stderr.strip().splitlines()[-1:]})", file=sys.stderr)
         return None
-    return json.loads(lines[-1][len("RESULT"):])
+    return json.loads(lines[-1][len("RESULT") :])
 
 
 def main() -> None:
@@ -117,33 +133,50 @@ def main() -> None:
             row = run_worker(devices, grad, args)
             if row is not None:
                 rows.append(row)
-                print(f"{grad:8s} devices={row['devices']} mesh={row['mesh']!s:5s} "
-                      f"{row['steps_per_s']:9.1f} steps/s", file=sys.stderr)
-    setup = {"layer_sizes": [args.features, *args.hidden, args.classes], "global_batch": args.batch_size,
-             "examples": args.examples, "timed_epochs": args.epochs, "platform": args.platform,
-             "host": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-             "simulated_devices": args.platform == "cpu",
-             "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]]}
+                print(
+                    f"{grad:8s} devices={row['devices']} mesh={row['mesh']!s:5s} {row['steps_per_s']:9.1f} steps/s",
+                    file=sys.stderr,
+                )
+    setup = {
+        "layer_sizes": [args.features, *args.hidden, args.classes],
+        "global_batch": args.batch_size,
+        "examples": args.examples,
+        "timed_epochs": args.epochs,
+        "platform": args.platform,
+        "host": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "simulated_devices": args.platform == "cpu",
+        "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]],
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "scaling" if args.platform == "cpu" else f"scaling_{args.platform}"
     (args.out / f"{stem}.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2))
     baseline = {r["grad"]: r["steps_per_s"] for r in rows if not r["mesh"]}
     simulated = ", simulated devices" if setup["simulated_devices"] else ""
-    lines = [f"# Data-parallel throughput ({args.platform}{simulated})",
-             "", f"MLP {setup['layer_sizes']}, global batch {args.batch_size}, Adam, fused epochs of "
-             f"{args.examples // args.batch_size} steps, median of {args.epochs} timed epochs after a warm-up; "
-             f"{setup['host']}.",
-             "", "| grad | devices | steps/s | examples/s | vs. no mesh |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Data-parallel throughput ({args.platform}{simulated})",
+        "",
+        f"MLP {setup['layer_sizes']}, global batch {args.batch_size}, Adam, fused epochs of "
+        f"{args.examples // args.batch_size} steps, median of {args.epochs} timed epochs after a warm-up; "
+        f"{setup['host']}.",
+        "",
+        "| grad | devices | steps/s | examples/s | vs. no mesh |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         label = f"{r['devices']}" if r["mesh"] else "1 (no mesh)"
-        lines.append(f"| {r['grad']} | {label} | {r['steps_per_s']:.1f} | {r['examples_per_s']:.0f} | "
-                     f"{r['steps_per_s'] / baseline.get(r['grad'], r['steps_per_s']):.2f}x |")
+        lines.append(
+            f"| {r['grad']} | {label} | {r['steps_per_s']:.1f} | {r['examples_per_s']:.0f} | "
+            f"{r['steps_per_s'] / baseline.get(r['grad'], r['steps_per_s']):.2f}x |"
+        )
     if setup["simulated_devices"]:
-        lines += ["", "Simulated CPU devices share the same cores, so more devices cannot be faster here: the rows "
-                  "show what sharding costs (partitioned matmuls, an all-reduce per step), not a speed-up.",
-                  f"Host load average (1, 5, 15 min) before / after: {setup['load_average_before_after'][0]} / "
-                  f"{setup['load_average_before_after'][1]}; on a busy shared host the rows vary by tens of percent "
-                  "from run to run."]
+        lines += [
+            "",
+            "Simulated CPU devices share the same cores, so more devices cannot be faster here: the rows "
+            "show what sharding costs (partitioned matmuls, an all-reduce per step), not a speed-up.",
+            f"Host load average (1, 5, 15 min) before / after: {setup['load_average_before_after'][0]} / "
+            f"{setup['load_average_before_after'][1]}; on a busy shared host the rows vary by tens of percent "
+            "from run to run.",
+        ]
     (args.out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

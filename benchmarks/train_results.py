@@ -22,8 +22,19 @@ from mlp_jax.training.data import load_dataset
 from mlp_jax.training.files import write_text
 from mlp_jax.training.fit import TrainConfig, fit
 
-DATASETS = ["xor", "moons", "circles", "spirals", "iris", "wine", "breast_cancer", "digits", "mnist1d", "sine",
-            "diabetes"]
+DATASETS = [
+    "xor",
+    "moons",
+    "circles",
+    "spirals",
+    "iris",
+    "wine",
+    "breast_cancer",
+    "digits",
+    "mnist1d",
+    "sine",
+    "diabetes",
+]
 
 
 def sklearn_mnist1d(hidden: tuple[int, ...], epochs: int, seed: int = 0) -> dict:
@@ -32,12 +43,23 @@ def sklearn_mnist1d(hidden: tuple[int, ...], epochs: int, seed: int = 0) -> dict
 
     data = load_dataset("mnist1d", seed=seed)
     start = time.perf_counter()
-    model = MLPClassifier(hidden_layer_sizes=hidden, max_iter=epochs, batch_size=128, learning_rate_init=1e-3,
-                          random_state=seed, n_iter_no_change=epochs + 1, tol=0.0)
+    model = MLPClassifier(
+        hidden_layer_sizes=hidden,
+        max_iter=epochs,
+        batch_size=128,
+        learning_rate_init=1e-3,
+        random_state=seed,
+        n_iter_no_change=epochs + 1,
+        tol=0.0,
+    )
     model.fit(data.x_train, data.y_train)
     wall = time.perf_counter() - start
-    return {"test_accuracy": float(model.score(data.x_test, data.y_test)), "wall_time_s": wall,
-            "epochs": int(model.n_iter_), "hidden": list(hidden)}
+    return {
+        "test_accuracy": float(model.score(data.x_test, data.y_test)),
+        "wall_time_s": wall,
+        "epochs": int(model.n_iter_),
+        "hidden": list(hidden),
+    }
 
 
 def main() -> None:
@@ -52,35 +74,60 @@ def main() -> None:
         for name in args.datasets.split(","):
             metrics = fit(TrainConfig(dataset=name), Path(runs) / name, quiet=True)
             config = metrics["config"]
-            metric = ("test_accuracy", metrics["test_accuracy"]) if "test_accuracy" in metrics else (
-                "test_mse", metrics["test_mse"])
-            rows.append({"dataset": name, "layer_sizes": metrics["layer_sizes"], "activation": config["activation"],
-                         "optimizer": f"{config['optimizer']} {config['lr']:g}" + (f" {config['schedule']}" if config['schedule'] != 'constant' else ''), "epochs": metrics["epochs"],
-                         "batch_size": config["batch_size"], "metric": metric[0], "value": metric[1],
-                         "wall_time_s": metrics["wall_time_s"]})
+            metric = (
+                ("test_accuracy", metrics["test_accuracy"])
+                if "test_accuracy" in metrics
+                else ("test_mse", metrics["test_mse"])
+            )
+            rows.append(
+                {
+                    "dataset": name,
+                    "layer_sizes": metrics["layer_sizes"],
+                    "activation": config["activation"],
+                    "optimizer": f"{config['optimizer']} {config['lr']:g}"
+                    + (f" {config['schedule']}" if config["schedule"] != "constant" else ""),
+                    "epochs": metrics["epochs"],
+                    "batch_size": config["batch_size"],
+                    "metric": metric[0],
+                    "value": metric[1],
+                    "wall_time_s": metrics["wall_time_s"],
+                }
+            )
             print(rows[-1], flush=True)
     peers = {}
     if "mnist1d" in args.datasets:
         mnist1d = next(r for r in rows if r["dataset"] == "mnist1d")
         peers["sklearn_mnist1d"] = sklearn_mnist1d(tuple(mnist1d["layer_sizes"][1:-1]), mnist1d["epochs"])
         print(peers, flush=True)
-    info = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "
-            f"{len(__import__('os').sched_getaffinity(0))} cores", "device": str(jax.devices()[0]),
-            "jax": jax.__version__, "python": platform.python_version()}
+    info = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "device": str(jax.devices()[0]),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+    }
     write_text(out / "training.json", json.dumps({"info": info, "rows": rows, "peers": peers}, indent=2))
-    lines = [f"Training results ({info['date']}, {info['machine']}, {info['device']}, jax {info['jax']}; "
-             "manual gradients, test split, defaults of `mlp-jax train --dataset NAME`)", "",
-             "| data set | architecture | activation | optimizer | epochs | batch | test metric | wall time |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Training results ({info['date']}, {info['machine']}, {info['device']}, jax {info['jax']}; "
+        "manual gradients, test split, defaults of `mlp-jax train --dataset NAME`)",
+        "",
+        "| data set | architecture | activation | optimizer | epochs | batch | test metric | wall time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         value = f"{r['value']:.2%}" if r["metric"] == "test_accuracy" else f"{r['value']:.4f}"
-        lines.append(f"| {r['dataset']} | {'-'.join(map(str, r['layer_sizes']))} | {r['activation']} | "
-                     f"{r['optimizer']} | {r['epochs']} | {r['batch_size']} | {r['metric'].replace('test_', '')} "
-                     f"{value} | {r['wall_time_s']:.1f} s |")
+        lines.append(
+            f"| {r['dataset']} | {'-'.join(map(str, r['layer_sizes']))} | {r['activation']} | "
+            f"{r['optimizer']} | {r['epochs']} | {r['batch_size']} | {r['metric'].replace('test_', '')} "
+            f"{value} | {r['wall_time_s']:.1f} s |"
+        )
     if peers:
         p = peers["sklearn_mnist1d"]
-        lines += ["", f"scikit-learn MLPClassifier on the same mnist1d split (hidden {p['hidden']}, adam 1e-3, "
-                  f"{p['epochs']} epochs, batch 128): accuracy {p['test_accuracy']:.2%} in {p['wall_time_s']:.1f} s."]
+        lines += [
+            "",
+            f"scikit-learn MLPClassifier on the same mnist1d split (hidden {p['hidden']}, adam 1e-3, "
+            f"{p['epochs']} epochs, batch 128): accuracy {p['test_accuracy']:.2%} in {p['wall_time_s']:.1f} s.",
+        ]
     write_text(out / "training.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

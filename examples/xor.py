@@ -1,6 +1,6 @@
 """XOR, the classic story: a single linear layer cannot separate it, one hidden layer can.
 
-    python examples/xor.py
+python examples/xor.py
 """
 
 import jax
@@ -22,7 +22,7 @@ def train(layer_sizes: list[int]) -> float:
     train_500 = make_fused_update(optimizer, 500, activation="tanh", loss=loss)  # one compiled call
     params, _, losses = train_500(params, optimizer.init(params), x, y)
     metrics = make_evaluate(activation="tanh", loss=loss)(params, x, y)
-    print(f"{str(layer_sizes):>10}: loss {losses[-1]:.4f}, accuracy {metrics['accuracy']:.0%}")
+    print(f"{layer_sizes!s:>10}: loss {losses[-1]:.4f}, accuracy {metrics['accuracy']:.0%}")
     return float(metrics["accuracy"])
 
 

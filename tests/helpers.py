@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
@@ -27,7 +29,7 @@ def make_problem(seed: int, sizes: list[int], batch: int, kind: str, dtype, weig
             w=jnp.asarray(rng.standard_normal((d_in, d_out)) * np.sqrt(2.0 / (d_in + d_out)), dtype),
             b=jnp.asarray(0.1 * rng.standard_normal(d_out), dtype),
         )
-        for d_in, d_out in zip(sizes[:-1], sizes[1:])
+        for d_in, d_out in itertools.pairwise(sizes)
     )
     out = sizes[-1]
     x = jnp.asarray(rng.standard_normal((batch, sizes[0])), dtype)
@@ -53,5 +55,11 @@ def problems(draw, max_depth: int = 5, max_width: int = 16, max_batch: int = 32)
     kind = draw(st.sampled_from(LABEL_KINDS))
     if kind.startswith("softmax"):
         sizes[-1] = max(sizes[-1], 2)
-    return dict(seed=draw(st.integers(0, 2**16)), sizes=sizes, batch=draw(st.integers(1, max_batch)), kind=kind,
-                dtype=draw(st.sampled_from([jnp.float64, jnp.float32])), weighted=draw(st.booleans()))
+    return dict(
+        seed=draw(st.integers(0, 2**16)),
+        sizes=sizes,
+        batch=draw(st.integers(1, max_batch)),
+        kind=kind,
+        dtype=draw(st.sampled_from([jnp.float64, jnp.float32])),
+        weighted=draw(st.booleans()),
+    )

@@ -39,5 +39,5 @@ def test_activation_values():
 
 
 def test_unknown_activation_lists_known_names():
-    with pytest.raises(ValueError, match="unknown activation 'relu6'.*'gelu'"):
+    with pytest.raises(ValueError, match=r"unknown activation 'relu6'.*'gelu'"):
         mj.get_activation("relu6")

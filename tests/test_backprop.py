@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem, problems
 from hypothesis import given, settings
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
+from helpers import LABEL_KINDS, make_problem, problems
 
 ACTIVATIONS = mj.known_activations()
 TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
@@ -61,9 +61,7 @@ def assert_close_to_autodiff(grads, grads_ad, params, x, y, activation, loss, we
         assert tree_max_rel_error(g, g_ad) <= tol or (err <= tol and err <= err_ad), (err, err_ad)
 
 
-@pytest.mark.parametrize(
-    "activation,kind,weighted", list(itertools.product(ACTIVATIONS, LABEL_KINDS, [False, True]))
-)
+@pytest.mark.parametrize("activation,kind,weighted", list(itertools.product(ACTIVATIONS, LABEL_KINDS, [False, True])))
 def test_backprop_matches_autodiff_every_pair(activation, kind, weighted):
     """The full activation x loss x weighting matrix on one fixed net, float64 and float32."""
     for dtype in (jnp.float64, jnp.float32):
@@ -82,12 +80,14 @@ def central_differences(f, params, step=1e-6):
         flat = np.asarray(leaf, np.float64).ravel()
         g = np.zeros_like(flat)
         for j in range(flat.size):
+
             def at(delta):
                 moved = flat.copy()
                 moved[j] += delta
                 new_leaves = list(leaves)
                 new_leaves[i] = jnp.asarray(moved.reshape(leaf.shape))
                 return float(f(jax.tree.unflatten(treedef, new_leaves)))
+
             g[j] = (at(step) - at(-step)) / (2 * step)
         grads.append(g.reshape(leaf.shape))
     return jax.tree.unflatten(treedef, grads)

@@ -17,13 +17,14 @@ from mlp_jax.cli.main import main
 def test_matmul_flops_matches_a_hand_count():
     # sizes 3 -> 4 -> 2, batch 5: forward 2*5*(3*4) + 2*5*(4*2) = 120 + 80; dW the same; delta only for
     # the second layer (the first layer's input needs none): 2*5*(4*2) = 80.
-    assert bench.matmul_flops([3, 4, 2], 5) == {
-        "forward": 200, "backward_dw": 200, "backward_delta": 80, "step": 480}
+    assert bench.matmul_flops([3, 4, 2], 5) == {"forward": 200, "backward_dw": 200, "backward_delta": 80, "step": 480}
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("small", (784, 64, 64, 10)), ("2x16x32", (784, 16, 16, 10)), ("1x8x4:float64", (784, 8, 10))],
-    ids=["standard", "grid", "dtype"])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [("small", (784, 64, 64, 10)), ("2x16x32", (784, 16, 16, 10)), ("1x8x4:float64", (784, 8, 10))],
+    ids=["standard", "grid", "dtype"],
+)
 def test_parse_config(spec, expected):
     assert bench.parse_config(spec).sizes == expected
 
@@ -32,8 +33,18 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
     config = bench.parse_config("1x8x16")
     for stale in bench_report.PLOTS:  # a run before, with peaks and peers, into the same directory
         (tmp_path / stale).write_bytes(b"old")
-    results = bench.run(tmp_path, [config], repeats=2, min_sample=0.001, kinds_for=lambda c: ("grad", "sgd"),
-                        peaks=False, peers=(), memory=False, digits=False, log=lambda message: None)
+    results = bench.run(
+        tmp_path,
+        [config],
+        repeats=2,
+        min_sample=0.001,
+        kinds_for=lambda c: ("grad", "sgd"),
+        peaks=False,
+        peers=(),
+        memory=False,
+        digits=False,
+        log=lambda message: None,
+    )
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["environment"]["device"]["platform"] == results["environment"]["device"]["platform"]
     entry = saved["configs"]["1x8x16"]
@@ -42,7 +53,9 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
         for source in bench.SOURCES:
             m = entry[kind][source]
             assert m["step_s"]["min"] <= m["step_s"]["median"] <= m["step_s"]["max"]
-            assert m["step_s"]["n"] == 2 * bench_timing.INSTANCES and m["compile_s"] > 0  # samples pooled over instances
+            assert (
+                m["step_s"]["n"] == 2 * bench_timing.INSTANCES and m["compile_s"] > 0
+            )  # samples pooled over instances
             assert len(m["instance_medians_s"]) == len(m["instance_compile_s"]) == bench_timing.INSTANCES
             assert m["xla_flops"] == pytest.approx(entry["flops"]["step"], rel=0.05)  # + the bias and loss ops
         assert entry[kind]["ratio_manual_over_autodiff"] > 0 and entry[kind]["noise_floor_ratio"] > 0
@@ -79,12 +92,28 @@ def test_cli_run_lets_every_process_allocate_as_it_goes(tmp_path, monkeypatch, c
     """`mlp-jax bench` end to end on a tiny config; on a GPU its workers must not find 75 % of the
     device's memory already taken by the parent, so the CLI turns JAX's preallocation off."""
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
-    flags = ["--configs", "1x8x16", "--repeats", "1", "--min-sample", "0.001", "--no-peaks", "--peers", "none",
-             "--no-memory", "--no-digits", "--no-plots", "--malloc", "default"]
+    flags = [
+        "--configs",
+        "1x8x16",
+        "--repeats",
+        "1",
+        "--min-sample",
+        "0.001",
+        "--no-peaks",
+        "--peers",
+        "none",
+        "--no-memory",
+        "--no-digits",
+        "--no-plots",
+        "--malloc",
+        "default",
+    ]
     assert main(["bench", "--out", str(tmp_path), *flags]) == 0
     assert "| 1x8x16 | float32 | sgd |" in capsys.readouterr().out
-    assert json.loads((tmp_path / "results.json").read_text())["environment"]["env"][
-        "XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert (
+        json.loads((tmp_path / "results.json").read_text())["environment"]["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"]
+        == "false"
+    )
 
 
 def test_jnp_dot_peak_is_positive():
@@ -92,16 +121,19 @@ def test_jnp_dot_peak_is_positive():
     assert peak["float32"]["gflops_per_s"] > 0
 
 
-@pytest.mark.parametrize("flags", [
-    ["--repeats", "0"], ["--configs", "huge"], ["--configs", "2x8x8:int8"], ["--peers", "tensorflow"]],
-    ids=["repeats", "config", "dtype", "peer"])
+@pytest.mark.parametrize(
+    "flags",
+    [["--repeats", "0"], ["--configs", "huge"], ["--configs", "2x8x8:int8"], ["--peers", "tensorflow"]],
+    ids=["repeats", "config", "dtype", "peer"],
+)
 def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert main(["bench", "--out", str(tmp_path), *flags]) == 2
     assert "error" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("spec", ["2x32x64", "2x512x1024", "2x512x4096"],
-                         ids=["batch-layout", "feature-layout", "feature-layout-in-parts"])
+@pytest.mark.parametrize(
+    "spec", ["2x32x64", "2x512x1024", "2x512x4096"], ids=["batch-layout", "feature-layout", "feature-layout-in-parts"]
+)
 def test_step_matmuls_are_the_analytic_count(spec):
     """The dot_generals traced out of a manual sgd step carry exactly `matmul_flops`' count, in both
     layouts and with the batch in parts (every dot here is above `TINY_DOT`, so none is a broadcast
@@ -128,21 +160,26 @@ def test_side_by_side_peak_compares_like_with_like():
     assert set(side["jnp_dot_gflops_per_s"]) == {"16x8x8", "8x8x8"}
     assert side["step_gflops_per_s"] > 0 and all(v > 0 for v in side["jnp_dot_gflops_per_s"].values())
     assert side["fraction_of_jnp_dot"] == pytest.approx(
-        side["step_gflops_per_s"] / max(side["jnp_dot_gflops_per_s"].values()))
+        side["step_gflops_per_s"] / max(side["jnp_dot_gflops_per_s"].values())
+    )
     assert side["matmul_count"] >= 1 and side["matmuls_alone_s"] > 0
     assert side["step_over_matmuls_alone"] == pytest.approx(side["step_s"] / side["matmuls_alone_s"])
-    assert "matmuls alone" in bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
-                                              "peak_side_by_side": side})
+    assert "matmuls alone" in bench_report.markdown(
+        {"environment": bench.environment(), "settings": {}, "configs": {}, "peak_side_by_side": side}
+    )
     results = {"configs": {}, "peak_side_by_side": side}
     (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
     assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)
 
 
-@pytest.mark.parametrize("device_bytes, train_bytes, where, met", [
-    (None, None, "process", False),  # the CPU: no allocator stats, the RSS decides (more with donation here)
-    ((300, 300), (100, 200), "device", True),  # an accelerator: training's own device peak decides
-    ((300, 300), None, "device", False),  # its peak was set before training: not seen, so not met
-])
+@pytest.mark.parametrize(
+    "device_bytes, train_bytes, where, met",
+    [
+        (None, None, "process", False),  # the CPU: no allocator stats, the RSS decides (more with donation here)
+        ((300, 300), (100, 200), "device", True),  # an accelerator: training's own device peak decides
+        ((300, 300), None, "device", False),  # its peak was set before training: not seen, so not met
+    ],
+)
 def test_donation_target_reads_the_device_memory_where_measured(device_bytes, train_bytes, where, met):
     donate = {"rss_peak_bytes": 5 << 20, "train_peak_bytes": 3 << 20}
     keep = {"rss_peak_bytes": 4 << 20, "train_peak_bytes": 2 << 20}
@@ -157,8 +194,10 @@ def test_donation_target_reads_the_device_memory_where_measured(device_bytes, tr
 
 
 def test_peers_table_says_where_each_library_ran():
-    peers = {"mlp_jax": {"version": "0.1.0", "device": "gpu", "configs": {"large": {"step_s": {"median": 0.01}}}},
-             "torch": {"version": "2.x", "device": "cpu", "configs": {"large": {"step_s": {"median": 0.4}}}}}
+    peers = {
+        "mlp_jax": {"version": "0.1.0", "device": "gpu", "configs": {"large": {"step_s": {"median": 0.01}}}},
+        "torch": {"version": "2.x", "device": "cpu", "configs": {"large": {"step_s": {"median": 0.4}}}},
+    }
     text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
     assert "| library | version | device | large |" in text
     assert "| mlp_jax | 0.1.0 | gpu | 100.0 (10) |" in text and "| torch | 2.x | cpu |" in text
@@ -170,23 +209,32 @@ def test_peak_shapes_grow_on_an_accelerator():
     assert bench.peak_shapes_for("gpu")[-1] == (8192, 8192, 8192)
 
 
-@pytest.mark.parametrize("platform, torch_device, practical", [
-    ("cpu", "cpu", 300.0),  # the best of numpy's and torch's
-    ("gpu", "cuda", 200.0),  # torch on the same GPU
-    ("gpu", "cpu", None),  # a CPU-only torch says nothing about the GPU, and neither does numpy
-])
+@pytest.mark.parametrize(
+    "platform, torch_device, practical",
+    [
+        ("cpu", "cpu", 300.0),  # the best of numpy's and torch's
+        ("gpu", "cuda", 200.0),  # torch on the same GPU
+        ("gpu", "cpu", None),  # a CPU-only torch says nothing about the GPU, and neither does numpy
+    ],
+)
 def test_practical_peak_is_measured_on_the_same_device(platform, torch_device, practical):
-    results = {"environment": {"device": {"platform": platform}},
-               "peaks": {"jnp_dot": {"float32": {"gflops_per_s": 250.0}},
-                         "numpy": {"float32": {"gflops_per_s": 300.0}},
-                         "torch": {"device": torch_device, "float32": {"gflops_per_s": 200.0}}}}
+    results = {
+        "environment": {"device": {"platform": platform}},
+        "peaks": {
+            "jnp_dot": {"float32": {"gflops_per_s": 250.0}},
+            "numpy": {"float32": {"gflops_per_s": 300.0}},
+            "torch": {"device": torch_device, "float32": {"gflops_per_s": 200.0}},
+        },
+    }
     assert bench._practical_peak(results, "float32") == (250.0, practical)
 
 
 def test_pytorch_target_needs_both_libraries_on_the_same_device():
     def targets(jax_device, torch_device):
-        peers = {"mlp_jax": {"device": jax_device, "configs": {"large": {"step_s": {"median": 0.1}}}},
-                 "torch": {"device": torch_device, "configs": {"large": {"step_s": {"median": 0.4}}}}}
+        peers = {
+            "mlp_jax": {"device": jax_device, "configs": {"large": {"step_s": {"median": 0.1}}}},
+            "torch": {"device": torch_device, "configs": {"large": {"step_s": {"median": 0.4}}}},
+        }
         results = {"configs": {}, "peers": peers}
         (target,) = [t for t in bench.check_targets(results) if "PyTorch" in t["target"]]
         return target
@@ -194,25 +242,38 @@ def test_pytorch_target_needs_both_libraries_on_the_same_device():
     assert targets("cpu", "cpu")["met"] is True and targets("gpu", "cuda")["value"] == 0.25
     mixed = targets("gpu", "cpu")  # a CPU-only PyTorch beside JAX on a GPU
     assert mixed["met"] is None and "not comparable" in mixed["value"]
-    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]})
+    text = bench_report.markdown(
+        {"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]}
+    )
     assert "| not measured |" in text
 
 
 def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
-    answers = iter([{"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.2, 0.4],
-                                                                            "first_step_s": 1.0}}},
-                    {"error": "Segmentation fault", "returncode": -11},
-                    {"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.3], "first_step_s": 1.0}}}])
+    answers = iter(
+        [
+            {"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.2, 0.4], "first_step_s": 1.0}}},
+            {"error": "Segmentation fault", "returncode": -11},
+            {"version": "1", "device": "cpu", "configs": {"small": {"samples": [0.3], "first_step_s": 1.0}}},
+        ]
+    )
     monkeypatch.setattr(bench_peers, "run_worker", lambda script, request, **kw: next(answers))
     out = bench_peers.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
     assert out["torch"]["configs"]["small"]["step_s"]["median"] == 0.3  # the good rounds only
     assert out["torch"]["errors"] == [{"error": "Segmentation fault", "returncode": -11}]
-    assert "Failed rounds" in bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {},
-                                              "peers": out})
+    assert "Failed rounds" in bench_report.markdown(
+        {"environment": bench.environment(), "settings": {}, "configs": {}, "peers": out}
+    )
 
-    runs = iter([{"seconds": 2.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.1, "epochs": 30, "accuracy": 0.95},
-                 {"error": "timeout"}, {"seconds": 0.3, "epochs": 30, "accuracy": 0.95},
-                 {"seconds": 1.0, "epochs": 9, "accuracy": 0.96}, {"seconds": 0.2, "epochs": 30, "accuracy": 0.95}])
+    runs = iter(
+        [
+            {"seconds": 2.0, "epochs": 9, "accuracy": 0.96},
+            {"seconds": 0.1, "epochs": 30, "accuracy": 0.95},
+            {"error": "timeout"},
+            {"seconds": 0.3, "epochs": 30, "accuracy": 0.95},
+            {"seconds": 1.0, "epochs": 9, "accuracy": 0.96},
+            {"seconds": 0.2, "epochs": 30, "accuracy": 0.95},
+        ]
+    )
     monkeypatch.setattr(bench_peers, "run_worker", lambda script, request, **kw: next(runs))
     digits = bench_peers.digits_time_to_accuracy(0.95, 100, rounds=3)
     assert digits["mlp_jax"]["seconds"] == 1.5 and digits["mlp_jax"]["errors"] == [{"error": "timeout"}]
@@ -220,15 +281,34 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
 
 
 def test_ratio_targets_carry_their_noise():
-    results = {"configs": {"small": {"sgd": {"ratio_manual_over_autodiff": 1.004, "noise_floor_ratio": 1.031,
-                                             "ratio_ci95": [0.9912, 1.0213],
-                                             "manual": {"compile_s": 0.2}, "autodiff": {"compile_s": 0.2}}}}}
+    results = {
+        "configs": {
+            "small": {
+                "sgd": {
+                    "ratio_manual_over_autodiff": 1.004,
+                    "noise_floor_ratio": 1.031,
+                    "ratio_ci95": [0.9912, 1.0213],
+                    "manual": {"compile_s": 0.2},
+                    "autodiff": {"compile_s": 0.2},
+                }
+            }
+        }
+    }
     targets = bench.check_targets(results)
     (ratio,) = [t for t in targets if "manual / autodiff" in t["target"]]
-    assert ratio == {"target": "small sgd: manual / autodiff step time <= 1.00", "value": 1.004, "met": False,
-                     "noise_floor": 1.031, "ci95": [0.991, 1.021]}
-    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets})
-    assert "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031; 95 % CI 0.991-1.021) | **no** |" in text
+    assert ratio == {
+        "target": "small sgd: manual / autodiff step time <= 1.00",
+        "value": 1.004,
+        "met": False,
+        "noise_floor": 1.031,
+        "ci95": [0.991, 1.021],
+    }
+    text = bench_report.markdown(
+        {"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets}
+    )
+    assert (
+        "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031; 95 % CI 0.991-1.021) | **no** |" in text
+    )
 
 
 def test_ratio_interval():

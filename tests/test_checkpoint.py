@@ -13,8 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mlp_jax.core.params import init_params
+from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 class TrainState(NamedTuple):
@@ -101,7 +101,11 @@ def test_meta_documents_the_format(ckpt):
     assert (meta["format"], meta["version"]) == ("mlp-jax-checkpoint", 1)
     assert meta["treedef"].startswith("PyTreeDef(")
     assert meta["leaves"][0] == {
-        "path": ".params[0].w", "shape": [3, 4], "dtype": "float32", "key_impl": None, "stored_dtype": "float32"
+        "path": ".params[0].w",
+        "shape": [3, 4],
+        "dtype": "float32",
+        "key_impl": None,
+        "stored_dtype": "float32",
     }
     assert meta["leaves"][-1]["path"] == ".key"
     assert meta["leaves"][-1]["key_impl"] == "threefry2x32"
@@ -163,7 +167,7 @@ def test_missing_directory_on_save(tmp_path):
 
 def test_random_bytes(ckpt):
     ckpt.write_bytes(np.random.default_rng(0).bytes(1000))
-    with pytest.raises(CheckpointError, match="expected a valid .npz archive"):
+    with pytest.raises(CheckpointError, match=r"expected a valid \.npz archive"):
         load_checkpoint(ckpt, make_state(0))
 
 
@@ -171,14 +175,14 @@ def test_truncated_zip(ckpt):
     save_checkpoint(ckpt, make_state(0))
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="expected a valid .npz archive"):
+    with pytest.raises(CheckpointError, match=r"expected a valid \.npz archive"):
         load_checkpoint(ckpt, make_state(0))
 
 
 def test_bare_npy_file(ckpt):
     with open(ckpt, "wb") as f:
         np.save(f, np.zeros(3))
-    with pytest.raises(CheckpointError, match="found a bare .npy array"):
+    with pytest.raises(CheckpointError, match=r"found a bare \.npy array"):
         load_checkpoint(ckpt, make_state(0))
 
 
@@ -253,8 +257,12 @@ def test_missing_meta(ckpt):
 
 
 @pytest.mark.parametrize(
-    "meta", [b"not json", json.dumps({"format": "other", "version": 1}).encode(),
-             json.dumps({"format": "mlp-jax-checkpoint", "version": 2}).encode()],
+    "meta",
+    [
+        b"not json",
+        json.dumps({"format": "other", "version": 1}).encode(),
+        json.dumps({"format": "mlp-jax-checkpoint", "version": 2}).encode(),
+    ],
     ids=["not_json", "wrong_format", "wrong_version"],
 )
 def test_bad_meta(ckpt, meta):
@@ -318,7 +326,8 @@ def test_read_metadata_reads_only_the_header(ckpt, monkeypatch):
     save_checkpoint(ckpt, {"x": jnp.zeros(1000)}, {"epoch": 3})
     loaded = []
     real_getitem = np.lib.npyio.NpzFile.__getitem__
-    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
-                        lambda self, key: loaded.append(key) or real_getitem(self, key))
+    monkeypatch.setattr(
+        np.lib.npyio.NpzFile, "__getitem__", lambda self, key: loaded.append(key) or real_getitem(self, key)
+    )
     assert read_metadata(ckpt) == {"epoch": 3}
     assert loaded == ["__meta__"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import mlp_jax.training.fit as fit_module
-from mlp_jax.training.checkpoint import load_checkpoint
 from mlp_jax.cli.main import main
+from mlp_jax.training.checkpoint import load_checkpoint
 
 
 def train(*args: str) -> int:
@@ -102,8 +102,9 @@ def _template(out):
 
 
 def test_real_divergence_exits_1(tmp_path, capsys):
-    code = train("--dataset", "sine", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3", "--out",
-                 str(tmp_path / "boom"))
+    code = train(
+        "--dataset", "sine", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3", "--out", str(tmp_path / "boom")
+    )
     assert code == 1
     assert "non-finite loss" in capsys.readouterr().err
 
@@ -142,11 +143,15 @@ def test_bad_csv_files(tmp_path, capsys):
 
 def test_console_script_in_subprocess(tmp_path):
     """The real entry point: no traceback on bad input, results on success."""
-    bad = subprocess.run([sys.executable, "-m", "mlp_jax.cli.main", "train", "--hidden", "12,x"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "mlp_jax.cli.main", "train", "--hidden", "12,x"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
-    ok = subprocess.run([sys.executable, "-m", "mlp_jax.cli.main", "train", "--dataset", "xor", "--out",
-                         str(tmp_path / "xor")], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "mlp_jax.cli.main", "train", "--dataset", "xor", "--out", str(tmp_path / "xor")],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "results in" in ok.stdout
     assert json.loads((tmp_path / "xor" / "metrics.json").read_text())["test_accuracy"] == 1.0
@@ -193,8 +198,22 @@ def test_out_naming_a_file_is_refused_before_loading_data(tmp_path, capsys, monk
 
 @pytest.mark.parametrize("extra", [[], ["--warmup-epochs", "1"]], ids=["default-warmup", "warmup-1"])
 def test_warmup_cosine_for_a_single_step(tmp_path, extra):
-    assert train("--dataset", "xor", "--schedule", "warmup-cosine", "--epochs", "1", "--batch-size", "4", *extra,
-                 "--out", str(tmp_path / "w")) == 0
+    assert (
+        train(
+            "--dataset",
+            "xor",
+            "--schedule",
+            "warmup-cosine",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            *extra,
+            "--out",
+            str(tmp_path / "w"),
+        )
+        == 0
+    )
 
 
 def test_metrics_are_strict_json_and_classification_has_accuracy_for_any_loss(tmp_path):
@@ -235,16 +254,20 @@ def _resave_with(path, change):
         np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.pop("history"), "metadata 'history': expected a list of 2 dicts"),
-    (lambda m: m.update(epoch="1"), "metadata 'epoch': expected an int >= 0, found '1'"),
-    (lambda m: m["config"].update(lr="0.1"), "field 'lr': expected float | None, found '0.1'"),
-    (lambda m: m["config"].update(dataset=["xor"]), "field 'dataset': expected str, found ['xor']"),
-    (lambda m: m["config"].update(hidden="8"), "field 'hidden': expected tuple[int, ...] | None, found '8'"),
-    (lambda m: m["config"].update(colour="red"), "unknown fields ['colour']"),
-    (lambda m: m["config"].update(hidden=[0]), "hidden sizes must be >= 1, got [0]"),
-    (lambda m: m.update(best={"val_loss": "low", "epoch": 0}), "metadata 'best'"),
-], ids=["no-history", "epoch-str", "lr-str", "dataset-list", "hidden-str", "unknown-field", "hidden-0", "best"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.pop("history"), "metadata 'history': expected a list of 2 dicts"),
+        (lambda m: m.update(epoch="1"), "metadata 'epoch': expected an int >= 0, found '1'"),
+        (lambda m: m["config"].update(lr="0.1"), "field 'lr': expected float | None, found '0.1'"),
+        (lambda m: m["config"].update(dataset=["xor"]), "field 'dataset': expected str, found ['xor']"),
+        (lambda m: m["config"].update(hidden="8"), "field 'hidden': expected tuple[int, ...] | None, found '8'"),
+        (lambda m: m["config"].update(colour="red"), "unknown fields ['colour']"),
+        (lambda m: m["config"].update(hidden=[0]), "hidden sizes must be >= 1, got [0]"),
+        (lambda m: m.update(best={"val_loss": "low", "epoch": 0}), "metadata 'best'"),
+    ],
+    ids=["no-history", "epoch-str", "lr-str", "dataset-list", "hidden-str", "unknown-field", "hidden-0", "best"],
+)
 def test_resume_from_malformed_metadata_is_one_line_exit_2(tmp_path, capsys, two_epochs_of_xor, change, message):
     out = tmp_path / "r"
     shutil.copytree(two_epochs_of_xor, out)
@@ -260,8 +283,9 @@ def test_metrics_that_are_not_finite_are_null_with_a_warning(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x_train, x_test = rng.normal(size=(40, 2)), rng.normal(size=(10, 2))
     x_test[3, 0] = 3e38
-    np.savez(tmp_path / "outlier.npz", x_train=x_train, y_train=np.arange(40) % 2, x_test=x_test,
-             y_test=np.arange(10) % 2)
+    np.savez(
+        tmp_path / "outlier.npz", x_train=x_train, y_train=np.arange(40) % 2, x_test=x_test, y_test=np.arange(10) % 2
+    )
     out = tmp_path / "o"
     assert main(["train", "--dataset", str(tmp_path / "outlier.npz"), "--epochs", "2", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())

@@ -37,7 +37,7 @@ def check_invariants(ds: Dataset) -> None:
         assert ds.y_train.dtype == ds.y_test.dtype == np.int32 and ds.y_train.ndim == ds.y_test.ndim == 1
         assert ds.num_classes == len(ds.class_names) >= 2 and ds.target_mean is None
         for y in (ds.y_train, ds.y_test):
-            assert 0 <= y.min() and y.max() < ds.num_classes
+            assert y.min() >= 0 and y.max() < ds.num_classes
         assert default_loss(ds) == "softmax_cross_entropy" and ds.num_outputs == ds.num_classes
     else:
         assert ds.task == "regression" and ds.num_classes == 0 and ds.class_names == ()
@@ -61,8 +61,17 @@ def test_builtin_loads(name):
 
 @pytest.mark.parametrize(
     "name, features, classes",
-    [("iris", 4, 3), ("wine", 13, 3), ("breast_cancer", 30, 2), ("digits", 64, 10), ("moons", 2, 2),
-     ("circles", 2, 2), ("spirals", 2, 3), ("sine", 1, 0), ("diabetes", 10, 0)],
+    [
+        ("iris", 4, 3),
+        ("wine", 13, 3),
+        ("breast_cancer", 30, 2),
+        ("digits", 64, 10),
+        ("moons", 2, 2),
+        ("circles", 2, 2),
+        ("spirals", 2, 3),
+        ("sine", 1, 0),
+        ("diabetes", 10, 0),
+    ],
 )
 def test_builtin_sizes(name, features, classes):
     ds = builtin(name)
@@ -374,12 +383,16 @@ def test_npz_header_claiming_a_huge_array_is_refused(tmp_path):
         load_dataset(tmp_path / "d.npz")
 
 
-@pytest.mark.parametrize("y, message", [
-    (np.arange(20).astype("datetime64[D]"), "dtype datetime64"),
-    (np.arange(20).astype("timedelta64[s]"), "dtype timedelta64"),
-    (np.zeros(20, [("a", "i4"), ("b", "f4")]), "expected numbers or string labels"),
-    (np.array(3), "got a scalar"),
-], ids=["datetime", "timedelta", "structured", "scalar"])
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.arange(20).astype("datetime64[D]"), "dtype datetime64"),
+        (np.arange(20).astype("timedelta64[s]"), "dtype timedelta64"),
+        (np.zeros(20, [("a", "i4"), ("b", "f4")]), "expected numbers or string labels"),
+        (np.array(3), "got a scalar"),
+    ],
+    ids=["datetime", "timedelta", "structured", "scalar"],
+)
 def test_npz_targets_must_be_numbers_or_labels(tmp_path, y, message):
     np.savez(tmp_path / "d.npz", x=np.ones((20, 2)), y=y)
     with pytest.raises(DataError, match=message):

@@ -17,11 +17,10 @@ import jax.numpy as jnp
 import optax
 import pytest
 
+from conftest import tree_max_rel_error
 from mlp_jax import Layer
 from mlp_jax.training import distributed as dist
 from mlp_jax.training.steps import make_update
-
-from conftest import tree_max_rel_error
 
 TOL = 1e-5  # float32, 5 Adam steps or 3 epochs: sharded and single device differ by summation order only
 
@@ -58,7 +57,9 @@ def split_over_batch(sharding):
 SIZES, LOSS, OPT = [5, 16, 3], "softmax_cross_entropy", optax.adam(1e-2)
 """
 
-FOUR_DEVICES = COMMON + """
+FOUR_DEVICES = (
+    COMMON
+    + """
 out = {"device_count": jax.device_count()}
 params, x, y, w = problem(0, SIZES, 32)
 mesh = dist.make_mesh(4)
@@ -130,8 +131,11 @@ out["errors"] = errors
 out["mesh2_size"] = dist.make_mesh(2).size
 print("RESULT" + json.dumps(out))
 """
+)
 
-MULTI_HOST = COMMON + """
+MULTI_HOST = (
+    COMMON
+    + """
 pid, port, outdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 dist.initialize_distributed(f"localhost:{port}", 2, pid)
 from mlp_jax.training.checkpoint import save_checkpoint
@@ -168,6 +172,7 @@ if dist.is_primary():
     save_checkpoint(f"{outdir}/checkpoint.npz", st, {"written_by": pid})
 print("RESULT" + json.dumps(out), flush=True)
 """
+)
 
 CLI = """
 import json, sys
@@ -197,12 +202,13 @@ def _env(devices: int) -> dict:
 def _result(proc_stdout: str, proc_stderr: str = "") -> dict:
     lines = [line for line in proc_stdout.splitlines() if line.startswith("RESULT")]
     assert lines, f"no result; stdout:\n{proc_stdout[-3000:]}\nstderr:\n{proc_stderr[-3000:]}"
-    return json.loads(lines[-1][len("RESULT"):])
+    return json.loads(lines[-1][len("RESULT") :])
 
 
 def _run(script: str, *args: str, devices: int, timeout: float = 120) -> dict:
-    proc = subprocess.run([sys.executable, "-c", script, *args], env=_env(devices), capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], env=_env(devices), capture_output=True, text=True, timeout=timeout
+    )
     return _result(proc.stdout, proc.stderr)
 
 
@@ -241,8 +247,13 @@ def test_sharded_epoch_counts_steps_and_keeps_inputs(four, name):
 
 @pytest.mark.parametrize(
     "name, words",
-    [("mesh-8-of-4", "only 4"), ("mesh-0", "positive integer"), ("shard-batch-30", "30 does not split evenly"),
-     ("update-batch-30", "30 does not split evenly"), ("epoch-batch-6", "6 does not split evenly")],
+    [
+        ("mesh-8-of-4", "only 4"),
+        ("mesh-0", "positive integer"),
+        ("shard-batch-30", "30 does not split evenly"),
+        ("update-batch-30", "30 does not split evenly"),
+        ("epoch-batch-6", "6 does not split evenly"),
+    ],
     ids=lambda v: v if isinstance(v, str) and " " not in v else "",
 )
 def test_clear_errors(four, name, words):
@@ -286,8 +297,16 @@ def _free_port() -> int:
 def two_hosts(tmp_path_factory) -> tuple[list[dict], object]:
     out = tmp_path_factory.mktemp("multihost")
     port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, "-c", MULTI_HOST, str(pid), port, str(out)], env=_env(2),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for pid in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MULTI_HOST, str(pid), port, str(out)],
+            env=_env(2),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for pid in (0, 1)
+    ]
     results = []
     try:
         for proc in procs:

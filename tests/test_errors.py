@@ -52,8 +52,10 @@ def test_bias_shape_mismatch(call):
 
 
 def test_mixed_param_dtypes(call):
-    bad = (mj.Layer(jnp.ones((4, 5), jnp.float32), jnp.ones(5, jnp.float32)),
-           mj.Layer(jnp.ones((5, 3), jnp.float64), jnp.ones(3, jnp.float64)))
+    bad = (
+        mj.Layer(jnp.ones((4, 5), jnp.float32), jnp.ones(5, jnp.float32)),
+        mj.Layer(jnp.ones((5, 3), jnp.float64), jnp.ones(3, jnp.float64)),
+    )
     with pytest.raises(TypeError, match="mixed dtypes"):
         call(bad, X)
 
@@ -70,7 +72,7 @@ def test_unknown_activation(params, call):
 
 @pytest.mark.parametrize("entry", [mj.loss, mj.backprop])
 def test_unknown_loss(params, entry):
-    with pytest.raises(ValueError, match="unknown loss 'xent'; expected one of .*softmax_cross_entropy"):
+    with pytest.raises(ValueError, match=r"unknown loss 'xent'; expected one of .*softmax_cross_entropy"):
         entry(params, X, LABELS, loss="xent")
 
 

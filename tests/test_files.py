@@ -62,7 +62,10 @@ def test_dev_stdout_is_appended_to_whatever_it_is(tmp_path):
     import subprocess
     import sys
 
-    script = "from mlp_jax.training.files import write_text; print('table', flush=True); write_text('/dev/stdout', 'json\\n')"
+    script = (
+        "from mlp_jax.training.files import write_text; print('table', flush=True); "
+        "write_text('/dev/stdout', 'json\\n')"
+    )
     piped = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert piped.returncode == 0 and piped.stdout == "table\njson\n", piped.stderr
     log = tmp_path / "log.txt"

@@ -42,7 +42,11 @@ def test_correct_float32_backprop_passes_every_check(float32_report):
     assert order == [(2, "w"), (2, "b"), (1, "w"), (1, "b"), (0, "w"), (0, "b")]
     for leaf in report.leaves:
         assert list(leaf.checks) == [
-            "manual vs autodiff", "manual vs float64", "autodiff vs float64", "manual vs fd", "autodiff vs fd"
+            "manual vs autodiff",
+            "manual vs float64",
+            "autodiff vs float64",
+            "manual vs fd",
+            "autodiff vs fd",
         ]
         assert leaf.closer in ("manual", "autodiff", "tie")
         for c in leaf.checks.values():
@@ -50,7 +54,11 @@ def test_correct_float32_backprop_passes_every_check(float32_report):
     # K = forward (4 + 16 + 16) + backward (16 + 3 for layer 0, 3 for layer 1, 0 for layer 2) + batch 8 + 16
     assert [leaf.sum_length for leaf in report.leaves[::2]] == [60, 63, 79]
     assert {leaf.finite_differences for leaf in report.leaves} == {
-        "all 48 entries", "all 3 entries", "64 random of 256 entries (seed 0)", "all 16 entries", "all 64 entries"
+        "all 48 entries",
+        "all 3 entries",
+        "64 random of 256 entries (seed 0)",
+        "all 16 entries",
+        "all 64 entries",
     }
 
 
@@ -131,9 +139,14 @@ def test_big_leaves_are_probed_at_seeded_random_entries_or_directions():
     }
     assert all(report.ok for report in by_mode.values())
     how = {key: [leaf.finite_differences for leaf in report.leaves] for key, report in by_mode.items()}
-    assert how["entries", 0] == ["8 random of 48 entries (seed 0)", "all 3 entries", "8 random of 256 entries (seed 0)",
-                                 "8 random of 16 entries (seed 0)", "8 random of 64 entries (seed 0)",
-                                 "8 random of 16 entries (seed 0)"]
+    assert how["entries", 0] == [
+        "8 random of 48 entries (seed 0)",
+        "all 3 entries",
+        "8 random of 256 entries (seed 0)",
+        "8 random of 16 entries (seed 0)",
+        "8 random of 64 entries (seed 0)",
+        "8 random of 16 entries (seed 0)",
+    ]
     assert how["directions", 1][2] == "8 random unit directions in 256 entries (seed 1)"
     w1 = lambda key: by_mode[key].leaves[2].checks["manual vs fd"]
     assert w1(("entries", 0)) != w1(("entries", 1))  # other entries
@@ -169,8 +182,25 @@ def test_check_gradients_needs_float64():
 
 def test_cli_passes_and_writes_json(tmp_path, capsys):
     out = tmp_path / "report.json"
-    code = cli.main(["gradcheck", "--sizes", "4,16,16,3", "--activation", "tanh", "--loss", "softmax_cross_entropy",
-                     "--dtype", "float32", "--batch", "8", "--seed", "0", "--json", str(out)])
+    code = cli.main(
+        [
+            "gradcheck",
+            "--sizes",
+            "4,16,16,3",
+            "--activation",
+            "tanh",
+            "--loss",
+            "softmax_cross_entropy",
+            "--dtype",
+            "float32",
+            "--batch",
+            "8",
+            "--seed",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.rstrip().endswith("OK: every leaf is within tolerance")
     assert json.loads(out.read_text())["ok"] is True
@@ -213,16 +243,34 @@ def test_cli_bad_sizes_in_a_fresh_process(tmp_path):
 
 
 def test_cli_exits_1_on_a_planted_wrong_derivative(tmp_path):
-    (tmp_path / "planted.py").write_text(textwrap.dedent("""
+    (tmp_path / "planted.py").write_text(
+        textwrap.dedent("""
         import jax.numpy as jnp
         from mlp_jax.core.activations import register_activation
 
         register_activation(  # tanh' scaled by 1.01, not verified
             "planted_tanh", jnp.tanh, lambda z: 1.01 * (1 - jnp.tanh(z)) * (1 + jnp.tanh(z)), verify=False
         )
-    """))
-    result = run_cli(["--import", "planted", "gradcheck", "--activation", "planted_tanh", "--loss",
-                      "softmax_cross_entropy", "--dtype", "float32", "--batch", "8", "--seed", "0"], tmp_path)
+    """)
+    )
+    result = run_cli(
+        [
+            "--import",
+            "planted",
+            "gradcheck",
+            "--activation",
+            "planted_tanh",
+            "--loss",
+            "softmax_cross_entropy",
+            "--dtype",
+            "float32",
+            "--batch",
+            "8",
+            "--seed",
+            "0",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 1, result.stderr
     assert "FAIL (first from the output backwards): layer 1 w" in result.stdout
 
@@ -230,8 +278,9 @@ def test_cli_exits_1_on_a_planted_wrong_derivative(tmp_path):
 def test_every_leaf_probed_by_directions():
     """--fd-entries below every leaf's size in directions mode: no entry is probed one by one."""
     params, x, y = random_problem([4, 5, 3], 6, "softmax_cross_entropy", jnp.float32, 0)
-    report = check_gradients(params, x, y, activation="tanh", loss="softmax_cross_entropy", fd_entries=2,
-                             fd_mode="directions")
+    report = check_gradients(
+        params, x, y, activation="tanh", loss="softmax_cross_entropy", fd_entries=2, fd_mode="directions"
+    )
     assert report.ok
     assert all("2 random unit directions" in leaf.finite_differences for leaf in report.leaves)
 

@@ -30,8 +30,14 @@ print(sorted(per_call)[len(per_call) // 2])  # the median call: one call that gr
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_keep_freed_memory_stops_page_faults_per_call():
-    faults = {mode: float(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True,
-                                         check=True).stdout.split()[-1]) for mode in ("keep", "default")}
+    faults = {
+        mode: float(
+            subprocess.run(
+                [sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for mode in ("keep", "default")
+    }
     assert faults["default"] > 8000  # tens of MiB of fresh 4 KiB pages per call
     assert faults["keep"] < faults["default"] / 4, faults  # usually 0 once warm
     # (a mean over calls once failed this under a loaded CI machine: one call in five grew the heap)
@@ -57,6 +63,9 @@ def test_warns_when_called_after_jax_started(when, warned):
 
 
 def test_env_matches_settings():
-    assert MALLOC_ENV == {"MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]), "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
-                          "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"])}
+    assert {
+        "MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]),
+        "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
+        "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"]),
+    } == MALLOC_ENV
     assert callable(mj.keep_freed_memory)

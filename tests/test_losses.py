@@ -29,7 +29,9 @@ def test_softmax_cross_entropy_closed_form():
     ls0 = np.array([1, 2]) - np.log(np.e + np.e**2)
     ls1 = np.array([0, -1]) - np.log(1 + np.exp(-1))
     expected_soft = -(soft[0] @ ls0 + soft[1] @ ls1) / 2
-    assert float(mj.loss(PARAMS, X, jnp.asarray(soft), loss="softmax_cross_entropy")) == pytest.approx(expected_soft, rel=1e-14)
+    assert float(mj.loss(PARAMS, X, jnp.asarray(soft), loss="softmax_cross_entropy")) == pytest.approx(
+        expected_soft, rel=1e-14
+    )
 
 
 def test_sigmoid_bce_closed_form_and_stability():
@@ -54,7 +56,7 @@ def test_sample_weight_is_weighted_mean():
 
 
 def test_unknown_loss_lists_known():
-    with pytest.raises(ValueError, match="unknown loss 'hinge'.*'mse'"):
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'.*'mse'"):
         mj.loss(PARAMS, X, jnp.zeros((2, 2)), loss="hinge")
 
 

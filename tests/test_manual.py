@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem
 from jax.test_util import check_grads
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
+from helpers import LABEL_KINDS, make_problem
 from mlp_jax.tools.manual import manual_loss
 from mlp_jax.training.steps import make_update
 

@@ -5,12 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem, problems
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
+from helpers import LABEL_KINDS, make_problem, problems
 from mlp_jax.core import losses
 from mlp_jax.core.backprop import backward, forward_with_cache
 from mlp_jax.core.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_batch_parts, choose_layout, dot
@@ -32,7 +32,7 @@ def test_dot_equals_dot_general_every_form(m, k, n, contract_a, contract_b):
 
 def test_tiny_dot_is_a_fused_product_and_large_one_a_dot():
     small = jax.make_jaxpr(lambda a, b: dot(a, b, 1, 0))(jnp.ones((4, 2)), jnp.ones((2, 8)))
-    assert "dot_general" not in str(small) and 4 * 2 * 8 <= TINY_DOT
+    assert "dot_general" not in str(small) and TINY_DOT >= 4 * 2 * 8
     large = jax.make_jaxpr(lambda a, b: dot(a, b, 1, 0))(jnp.ones((64, 64)), jnp.ones((64, 64)))
     assert "dot_general" in str(large)
 
@@ -43,8 +43,11 @@ autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
 
 @pytest.mark.parametrize("layout", ["batch", "feature"])
 @settings(max_examples=25, deadline=None)
-@given(problem=problems(max_depth=4, max_width=40, max_batch=40), activation=st.sampled_from(["relu", "tanh", "gelu"]),
-       parts=st.integers(1, 4))
+@given(
+    problem=problems(max_depth=4, max_width=40, max_batch=40),
+    activation=st.sampled_from(["relu", "tanh", "gelu"]),
+    parts=st.integers(1, 4),
+)
 def test_every_layout_matches_autodiff(layout, problem, activation, parts):
     """Both layouts, mixing tiny (fused product) and real dots, with the batch whole or cut into parts
     (the last ones uneven or single examples), against jax.grad."""
@@ -130,8 +133,10 @@ def test_unknown_layout_is_a_clear_error():
     params, x, y, loss, _ = make_problem(0, [3, 4, 2], 5, "mse", jnp.float32)
     with pytest.raises(ValueError, match=r"unknown layout 'rows'.*'auto', 'batch', 'feature'"):
         mj.backprop(params, x, y, "relu", loss, layout="rows")
-    for call in (lambda: forward_with_cache(params, x, "relu", "rows"),
-                 lambda: backward(params, forward_with_cache(params, x, "relu"), jnp.zeros((5, 2)), "relu", "rows")):
+    for call in (
+        lambda: forward_with_cache(params, x, "relu", "rows"),
+        lambda: backward(params, forward_with_cache(params, x, "relu"), jnp.zeros((5, 2)), "relu", "rows"),
+    ):
         with pytest.raises(ValueError, match=r"layout must be 'batch' or 'feature', got 'rows'"):
             call()
 

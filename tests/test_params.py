@@ -3,8 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import optax
+import pytest
 
 import mlp_jax as mj
 
@@ -61,8 +61,13 @@ def test_same_key_same_params_and_dtypes(key):
 
 @pytest.mark.parametrize(
     "sizes,match",
-    [([5], "at least 2 entries"), ([], "at least 2 entries"), ([5, 0, 2], "positive integers"),
-     ([5, -1], "positive integers"), ([5, 2.5], "positive integers")],
+    [
+        ([5], "at least 2 entries"),
+        ([], "at least 2 entries"),
+        ([5, 0, 2], "positive integers"),
+        ([5, -1], "positive integers"),
+        ([5, 2.5], "positive integers"),
+    ],
 )
 def test_bad_layer_sizes(key, sizes, match):
     with pytest.raises(ValueError, match=match):
@@ -70,7 +75,7 @@ def test_bad_layer_sizes(key, sizes, match):
 
 
 def test_unknown_init_lists_known(key):
-    with pytest.raises(ValueError, match="unknown init 'xavier'.*he_normal"):
+    with pytest.raises(ValueError, match=r"unknown init 'xavier'.*he_normal"):
         mj.init_params(key, [2, 2], init="xavier")
 
 

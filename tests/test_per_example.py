@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
+from helpers import LABEL_KINDS, make_problem
 from mlp_jax.tools.per_example import dp_noise, make_dp_gradient, per_example_grad_norms, per_example_grads
 from mlp_jax.training.steps import init_train_state, make_train_epoch, make_update
 

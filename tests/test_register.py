@@ -11,15 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tree_max_rel_error
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
 from mlp_jax.cli import main as cli
 from mlp_jax.core import losses
 from mlp_jax.core.activations import register_activation
 from mlp_jax.core.losses import register_loss
-from mlp_jax.training.steps import make_update
 from mlp_jax.core.verify import DerivativeError
+from mlp_jax.training.steps import make_update
 
 SOFTSIGN = (lambda z: z / (1 + jnp.abs(z)), lambda z: 1 / (1 + jnp.abs(z)) ** 2)
 
@@ -124,8 +124,11 @@ def test_loss_gradient_one_percent_off_is_refused():
 
 
 def test_kinks_follow_jax_grad():
-    with pytest.raises(DerivativeError, match=r"at z = 0 \(a kink: use the value jax.grad takes there\): expected 0 "
-                                              r"\(jax.grad\), given 1,"):
+    with pytest.raises(
+        DerivativeError,
+        match=r"at z = 0 \(a kink: use the value jax.grad takes there\): expected 0 "
+        r"\(jax.grad\), given 1,",
+    ):
         register_activation("relu_ge", jax.nn.relu, lambda z: (z >= 0).astype(z.dtype))
     register_activation("relu_gt", jax.nn.relu, lambda z: (z > 0).astype(z.dtype))
 

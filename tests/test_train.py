@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tree_max_rel_error
 
 import mlp_jax as mj
+from conftest import tree_max_rel_error
 from mlp_jax.training.steps import (
     init_train_state,
     make_evaluate,

@@ -41,5 +41,7 @@ def compare_updates(updates: dict, params, opt_state_of, x, y, repeats: int, min
 def report(results: dict, baseline: str = "autodiff") -> None:
     base = results[baseline]["median_s"]
     for name, r in results.items():
-        print(f"  {name:14s} {r['median_s'] * 1e3:9.4f} ms  / {baseline} {r['median_s'] / base:.3f}  "
-              f"compile {r['compile_s']:.2f} s")
+        print(
+            f"  {name:14s} {r['median_s'] * 1e3:9.4f} ms  / {baseline} {r['median_s'] / base:.3f}  "
+            f"compile {r['compile_s']:.2f} s"
+        )

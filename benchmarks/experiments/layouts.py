@@ -57,17 +57,26 @@ def layouts(spec: str) -> None:
     opt = optax.sgd(0.01)
 
     def manual(layout, parts):
-        return lambda p, x, y, sample_weight=None, key=None: mj.backprop(p, x, y, "relu", LOSS, sample_weight,
-                                                                         layout=layout, batch_parts=parts)
+        return lambda p, x, y, sample_weight=None, key=None: mj.backprop(
+            p, x, y, "relu", LOSS, sample_weight, layout=layout, batch_parts=parts
+        )
 
-    variants = {"batch": ("batch", 1), "feature": ("feature", 1), "feature_2parts": ("feature", 2),
-                "auto": ("auto", "auto")}
+    variants = {
+        "batch": ("batch", 1),
+        "feature": ("feature", 1),
+        "feature_2parts": ("feature", 2),
+        "auto": ("auto", "auto"),
+    }
     updates = {name: make_update(opt, grad=manual(*v), activation="relu", loss=LOSS) for name, v in variants.items()}
     updates["autodiff"] = make_update(opt, grad="autodiff", activation="relu", loss=LOSS)
     t = {name: r["median_s"] for name, r in compare_updates(updates, params, opt.init, x, y, repeats=9).items()}
     auto = matmul.choose_layout("auto", [784] + [width] * depth + [10], batch, jnp.float32)
-    print(f"{spec:12s} " + "  ".join(f"{k} {v * 1e3:8.3f} ms ({v / t['autodiff']:.3f})" for k, v in t.items())
-          + f"   auto = {auto}", flush=True)
+    print(
+        f"{spec:12s} "
+        + "  ".join(f"{k} {v * 1e3:8.3f} ms ({v / t['autodiff']:.3f})" for k, v in t.items())
+        + f"   auto = {auto}",
+        flush=True,
+    )
 
 
 def tiny_xor(steps: int = 10_000) -> None:
@@ -90,8 +99,9 @@ def tiny_xor(steps: int = 10_000) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="*", default=["2x64x128", "3x256x1024", "2x512x2048", "2x1024x1024",
-                                                       "4x1024x4096"])
+    parser.add_argument(
+        "configs", nargs="*", default=["2x64x128", "3x256x1024", "2x512x2048", "2x1024x1024", "4x1024x4096"]
+    )
     parser.add_argument("--keep-freed-memory", action="store_true")
     args = parser.parse_args()
     if args.keep_freed_memory:

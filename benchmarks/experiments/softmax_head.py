@@ -53,8 +53,13 @@ params = mj.init_params(jax.random.key(0), sizes)
 x = jax.random.normal(jax.random.key(1), (batch, 784))
 y = jax.random.randint(jax.random.key(2), (batch,), 0, 10)
 for name, opt in (("sgd", optax.sgd(0.01)), ("adam", optax.adam(1e-3))):
-    sources = {"manual": "manual", "scatter": with_head(scatter_head), "where": with_head(where_head),
-               "autodiff_head": with_head(jax.value_and_grad(ce)), "autodiff": "autodiff"}
+    sources = {
+        "manual": "manual",
+        "scatter": with_head(scatter_head),
+        "where": with_head(where_head),
+        "autodiff_head": with_head(jax.value_and_grad(ce)),
+        "autodiff": "autodiff",
+    }
     updates = {k: make_update(opt, grad=g, activation="relu", loss="softmax_cross_entropy") for k, g in sources.items()}
     print(f"{depth} x {width} x batch {batch}, {name}:")
     report(compare_updates(updates, params, opt.init, x, y, repeats))

@@ -37,7 +37,7 @@ def dot_instructions(hlo_text: str) -> set[str]:
     bodies = dict(re.findall(r"^%?(\S+) [^\n]*\{\n(.*?)\n\}", hlo_text, flags=re.S | re.M))
     dotted = {name for name, body in bodies.items() if re.search(r"\bdot\(", body)}
     names = set()
-    for line in hlo_text[hlo_text.index("ENTRY"):].splitlines():
+    for line in hlo_text[hlo_text.index("ENTRY") :].splitlines():
         match = re.match(r"\s*(?:ROOT )?%?(\S+) = \S+ (\w+)\(", line)
         if not match:
             continue
@@ -53,23 +53,35 @@ def thunk_events(trace_dir: str) -> tuple[list[float], list[tuple[float, float, 
 
     (path,) = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
     dispatches, events = set(), []
-    skip = ("Threadpool", "ThunkExecutor", "$", "Pjit", "Slinky", "end:", "Common", "Python", "Parse",
-            "Handle", "Allocate", "Wait")
+    skip = (
+        "Threadpool",
+        "ThunkExecutor",
+        "$",
+        "Pjit",
+        "Slinky",
+        "end:",
+        "Common",
+        "Python",
+        "Parse",
+        "Handle",
+        "Allocate",
+        "Wait",
+    )
     for plane in ProfileData.from_file(path).planes:
         for line in plane.lines:
             for ev in line.events:
                 if ev.name.startswith("PjitFunction"):
                     dispatches.add(round(ev.start_ns, -5))
                 elif ev.duration_ns > 0 and not ev.name.startswith(skip):
-                    events.append((ev.start_ns, ev.start_ns + ev.duration_ns, line.name.rsplit("/", 1)[-1][-4:],
-                                   ev.name))
+                    events.append(
+                        (ev.start_ns, ev.start_ns + ev.duration_ns, line.name.rsplit("/", 1)[-1][-4:], ev.name)
+                    )
     return sorted(dispatches), sorted(events)
 
 
 def split_wall_time(events, is_matmul) -> dict[str, float]:
     """ms of the span with a matmul thunk running, with only other thunks, and with none."""
-    points = sorted([(s, 1, is_matmul(n)) for s, _, _, n in events]
-                    + [(e, -1, is_matmul(n)) for _, e, _, n in events])
+    points = sorted([(s, 1, is_matmul(n)) for s, _, _, n in events] + [(e, -1, is_matmul(n)) for _, e, _, n in events])
     out, running, last = collections.Counter(), collections.Counter(), points[0][0]
     for t, change, matmul in points:
         state = "matmul" if running[True] else "other only" if running[False] else "idle"
@@ -117,14 +129,18 @@ def main() -> None:
     if not step:
         sys.exit("no thunk events between the last two step dispatches; try more --steps")
     t0 = step[0][0]
-    print(f"{config.name} {args.grad} {args.optimizer}: {len(step)} thunks, "
-          f"{(max(e[1] for e in step) - t0) / 1e6:.2f} ms from first to last")
+    print(
+        f"{config.name} {args.grad} {args.optimizer}: {len(step)} thunks, "
+        f"{(max(e[1] for e in step) - t0) / 1e6:.2f} ms from first to last"
+    )
     print(f"{'start':>8} {'end':>8} {'ms':>7} thread  thunk")
     for start, end, thread, name in step:
         if (end - start) / 1e6 >= args.min_ms:
             mark = " (matmul)" if name in matmul_names else ""
-            print(f"{(start - t0) / 1e6:8.2f} {(end - t0) / 1e6:8.2f} {(end - start) / 1e6:7.2f} "
-                  f"{thread:>6}  {name}{mark}")
+            print(
+                f"{(start - t0) / 1e6:8.2f} {(end - t0) / 1e6:8.2f} {(end - start) / 1e6:7.2f} "
+                f"{thread:>6}  {name}{mark}"
+            )
     split = split_wall_time(step, lambda n: n in matmul_names)
     print("wall ms: " + ", ".join(f"{k} {v:.2f}" for k, v in split.items()))
 

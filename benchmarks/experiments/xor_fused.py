@@ -3,7 +3,8 @@
     XLA_FLAGS=... python benchmarks/experiments/xor_fused.py
 
 `library` is `make_fused_update` (a scan that stacks the N losses); `no_losses` drops the stacked
-losses; `last_loss` carries only the last step's loss; `unroll8` unrolls the scan body 8 times. Try it with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
+losses; `last_loss` carries only the last step's loss; `unroll8` unrolls the scan body 8 times.
+Try it with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``
 (single-threaded Eigen: no thread-pool hand-off per op) and ``--xla_cpu_use_fusion_emitters=false``.
 """
 
@@ -53,9 +54,12 @@ def fused_last_loss():
     return jax.jit(run, donate_argnums=(0, 1))
 
 
-variants = {"library": make_fused_update(opt, N, activation="relu", loss="sigmoid_binary_cross_entropy"),
-            "no_losses": fused(1, False), "last_loss": fused_last_loss(),
-            "unroll8": fused(8, True)}
+variants = {
+    "library": make_fused_update(opt, N, activation="relu", loss="sigmoid_binary_cross_entropy"),
+    "no_losses": fused(1, False),
+    "last_loss": fused_last_loss(),
+    "unroll8": fused(8, True),
+}
 print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 for name, f in variants.items():
     p = jax.tree.map(jnp.copy, params)

@@ -29,8 +29,11 @@ TRIM_THRESHOLD = 2**31 - 1  # bytes free at the top of the heap before any goes 
 
 SETTINGS = {"arena_max": 1, "mmap_max": 0, "trim_threshold": TRIM_THRESHOLD}
 # the same settings for a process started with them (glibc reads these at start-up)
-MALLOC_ENV = {"MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]), "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
-              "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"])}
+MALLOC_ENV = {
+    "MALLOC_ARENA_MAX": str(SETTINGS["arena_max"]),
+    "MALLOC_MMAP_MAX_": str(SETTINGS["mmap_max"]),
+    "MALLOC_TRIM_THRESHOLD_": str(SETTINGS["trim_threshold"]),
+}
 
 
 def _jax_backend_started() -> bool:
@@ -50,10 +53,14 @@ def keep_freed_memory() -> dict[str, int]:
     if not sys.platform.startswith("linux"):
         return {}
     if _jax_backend_started():
-        warnings.warn("keep_freed_memory() was called after JAX started its backend; XLA's threads already "
-                      "have malloc arenas of their own, so large steps keep faulting in fresh pages. Call it "
-                      "before the first JAX computation, or start the process with mlp_jax.bench.hostmem.MALLOC_ENV "
-                      "in its environment.", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            "keep_freed_memory() was called after JAX started its backend; XLA's threads already "
+            "have malloc arenas of their own, so large steps keep faulting in fresh pages. Call it "
+            "before the first JAX computation, or start the process with mlp_jax.bench.hostmem.MALLOC_ENV "
+            "in its environment.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt

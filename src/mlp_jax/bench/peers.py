@@ -32,7 +32,10 @@ def run_worker(script: str, request: dict, *, env: dict | None = None, timeout: 
     try:
         proc = subprocess.run(
             [sys.executable, str(path), json.dumps(request)],
-            capture_output=True, text=True, timeout=timeout, env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
@@ -64,12 +67,24 @@ def memory_peaks(config: Config) -> dict[str, Any]:
     return out
 
 
-def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, repeats: int,
-              min_sample: float, torch_device: str = "cpu") -> dict[str, Any]:
+def run_peers(
+    configs: Sequence[Config],
+    peers: Sequence[str],
+    *,
+    rounds: int,
+    repeats: int,
+    min_sample: float,
+    torch_device: str = "cpu",
+) -> dict[str, Any]:
     """Steps/s of an sgd step per config for each library, its processes alternating round by round
     (PyTorch on `torch_device` where it has it). A round that failed is kept under ``"errors"``."""
-    request = {"mode": "steps", "configs": [c._asdict() for c in configs], "repeats": repeats,
-               "min_sample": min_sample, "device": torch_device}
+    request = {
+        "mode": "steps",
+        "configs": [c._asdict() for c in configs],
+        "repeats": repeats,
+        "min_sample": min_sample,
+        "device": torch_device,
+    }
     out: dict[str, Any] = {}
     for peer, (good, failed) in _alternating_rounds(peers, request, rounds, "configs").items():
         if not good:
@@ -81,8 +96,10 @@ def run_peers(configs: Sequence[Config], peers: Sequence[str], *, rounds: int, r
         for config in configs:
             samples = [s for a in good for s in a["configs"].get(config.name, {}).get("samples", [])]
             if samples:
-                merged["configs"][config.name] = {"step_s": summary(samples),
-                                                  "first_step_s": good[0]["configs"][config.name]["first_step_s"]}
+                merged["configs"][config.name] = {
+                    "step_s": summary(samples),
+                    "first_step_s": good[0]["configs"][config.name]["first_step_s"],
+                }
         out[peer] = merged
     return out
 
@@ -105,13 +122,16 @@ def digits_time_to_accuracy(target: float, max_epochs: int, rounds: int = 3) -> 
     return out
 
 
-def _alternating_rounds(libs: Sequence[str], request: dict, rounds: int,
-                        answer_key: str) -> dict[str, tuple[list[dict], list[dict]]]:
+def _alternating_rounds(
+    libs: Sequence[str], request: dict, rounds: int, answer_key: str
+) -> dict[str, tuple[list[dict], list[dict]]]:
     """Each library's worker (``workers/<lib>_peer.py``) run `rounds` times on `request`, the
     libraries' processes alternating; per library, (the answers holding `answer_key`, the failed ones)."""
     answers: dict[str, list[dict]] = {lib: [] for lib in libs}
     for _ in range(rounds):
         for lib in libs:
             answers[lib].append(run_worker(f"{lib}_peer.py", request))
-    return {lib: ([a for a in runs if answer_key in a], [a for a in runs if answer_key not in a])
-            for lib, runs in answers.items()}
+    return {
+        lib: ([a for a in runs if answer_key in a], [a for a in runs if answer_key not in a])
+        for lib, runs in answers.items()
+    }

@@ -27,7 +27,8 @@ def _pct(value) -> str:
 
 def _peak_cell(entry: dict) -> str:
     if "gflops_per_s_end" in entry:
-        return f"{entry['gflops_per_s']:.1f} (start {entry['gflops_per_s_start']:.0f}, end {entry['gflops_per_s_end']:.0f})"
+        start, end = entry["gflops_per_s_start"], entry["gflops_per_s_end"]
+        return f"{entry['gflops_per_s']:.1f} (start {start:.0f}, end {end:.0f})"
     return f"{entry['gflops_per_s']:.1f}"
 
 
@@ -53,17 +54,25 @@ def markdown(results: dict) -> str:
     ]
     if "peaks" in results:
         dtypes = [d for d, e in results["peaks"].get("jnp_dot", {}).items() if isinstance(e, dict)]  # measured
-        lines += ["## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)", "",
-                  "| source | " + " | ".join(dtypes) + " | note |", "|---|" + "---|" * (len(dtypes) + 1)]
+        lines += [
+            "## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)",
+            "",
+            "| source | " + " | ".join(dtypes) + " | note |",
+            "|---|" + "---|" * (len(dtypes) + 1),
+        ]
         for lib, entry in results["peaks"].items():
             cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in dtypes]
             note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
             note += f" on {entry['device']}" if entry.get("device") else ""
             lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
         lines.append("")
-    lines += ["## Manual backprop vs autodiff", "",
-              "| config | dtype | kind | manual | autodiff | ratio | A/A | compile s (m/a) | GFLOP/s (m) | "
-              "% jnp.dot peak | % practical peak | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Manual backprop vs autodiff",
+        "",
+        "| config | dtype | kind | manual | autodiff | ratio | A/A | compile s (m/a) | GFLOP/s (m) | "
+        "% jnp.dot peak | % practical peak | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     nan = float("nan")
     for name, entry in results["configs"].items():
         for kind in KINDS:
@@ -77,25 +86,38 @@ def markdown(results: dict) -> str:
                 f"{m['compile_s']:.2f}/{a['compile_s']:.2f} | "
                 f"{m['gflops_per_s']:.2f} | {_pct(m.get('fraction_of_jnp_dot_peak'))} | "
                 f"{_pct(m.get('fraction_of_practical_peak'))} | "
-                f"{'-'.join(str(v) for v in entry.get('load_average', []))} |")
+                f"{'-'.join(str(v) for v in entry.get('load_average', []))} |"
+            )
     side = results.get("peak_side_by_side")
     if side:
         dots = ", ".join(f"{name} {v:.1f}" for name, v in side["jnp_dot_gflops_per_s"].items())
-        lines += ["", f"## `{side['config']}` sgd step and jnp.dot timed side by side ({side['dtype']}, medians of "
-                  "alternating samples)", "",
-                  f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
-                  f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot."]
+        lines += [
+            "",
+            f"## `{side['config']}` sgd step and jnp.dot timed side by side ({side['dtype']}, medians of "
+            "alternating samples)",
+            "",
+            f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
+            f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot.",
+        ]
         if "matmuls_alone_s" in side:
-            lines += ["", f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
-                      f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
-                      f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
-                      f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
-                      f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
-                      "the work between them (bias, activation, masks, loss, optimizer, transposes)."]
-    lines += ["", "## FLOPs and memory per compiled step (manual / autodiff)", "",
-              "| config | kind | analytic GFLOP | XLA cost_analysis GFLOP (m/a) | temp MiB (m/a) | argument MiB | "
-              "output MiB | alias MiB (m/a) | temp MiB, no donation |", "|---|---|---|---|---|---|---|---|---|"]
-    mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"  # noqa: E731
+            lines += [
+                "",
+                f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
+                f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
+                f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
+                f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
+                f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
+                "the work between them (bias, activation, masks, loss, optimizer, transposes).",
+            ]
+    lines += [
+        "",
+        "## FLOPs and memory per compiled step (manual / autodiff)",
+        "",
+        "| config | kind | analytic GFLOP | XLA cost_analysis GFLOP (m/a) | temp MiB (m/a) | argument MiB | "
+        "output MiB | alias MiB (m/a) | temp MiB, no donation |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"
     for name, entry in results["configs"].items():
         for kind in KINDS:
             if kind not in entry:
@@ -107,26 +129,39 @@ def markdown(results: dict) -> str:
             plain = (entry[kind].get("manual_no_donation") or {}).get("memory") or {}
             lines.append(
                 f"| {name} | {kind} | {analytic / 1e9:.4g} | {xla} | {mib(mm.get('temp'))}/{mib(am.get('temp'))} | "
-                f"{mib(mm.get('argument'))} | {mib(mm.get('output'))} | {mib(mm.get('alias'))}/{mib(am.get('alias'))} | "
-                f"{mib(plain.get('temp')) if plain else '-'} |")
+                f"{mib(mm.get('argument'))} | {mib(mm.get('output'))} | "
+                f"{mib(mm.get('alias'))}/{mib(am.get('alias'))} | "
+                f"{mib(plain.get('temp')) if plain else '-'} |"
+            )
     mem = results.get("memory_peak")
     if mem:
-        lines += ["", f"## Peak process memory, adam training on `{mem['config']}` (own processes, "
-                  f"{mem.get('malloc', 'malloc as the run')})", "",
-                  "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
-                  "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Peak process memory, adam training on `{mem['config']}` (own processes, "
+            f"{mem.get('malloc', 'malloc as the run')})",
+            "",
+            "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
+            "|---|---|---|---|",
+        ]
         for key in ("donate", "no_donation"):
             e = mem.get(key, {})
             if "rss_peak_bytes" in e:
                 device = f" (device peak {mib(e['device_peak_bytes'])} MiB)" if e.get("device_peak_bytes") else ""
-                lines.append(f"| {key} | {mib(e['rss_start_bytes'])} | {mib(e['rss_peak_bytes'])} | "
-                             f"{mib(e['train_peak_bytes'])}{device} |")
+                lines.append(
+                    f"| {key} | {mib(e['rss_start_bytes'])} | {mib(e['rss_peak_bytes'])} | "
+                    f"{mib(e['train_peak_bytes'])}{device} |"
+                )
             else:
                 lines.append(f"| {key} | {e} | | |")
     if results.get("peers"):
         names = list(dict.fromkeys(c for p in results["peers"].values() for c in p.get("configs", {})))
-        lines += ["", "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)", "",
-                  "| library | version | device | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+        lines += [
+            "",
+            "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)",
+            "",
+            "| library | version | device | " + " | ".join(names) + " |",
+            "|---|---|---|" + "---|" * len(names),
+        ]
         for peer, entry in results["peers"].items():
             if "configs" not in entry:
                 lines.append(f"| {peer} | {entry} | |" + " |" * len(names))
@@ -135,15 +170,25 @@ def markdown(results: dict) -> str:
             for n in names:
                 c = entry["configs"].get(n)
                 cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
-            lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | "
-                         + " | ".join(cells) + " |")
+            lines.append(
+                f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | " + " | ".join(cells) + " |"
+            )
         failed = {peer: len(e["errors"]) for peer, e in results["peers"].items() if e.get("errors")}
         if failed:
-            lines += ["", "Failed rounds (left out of the medians; their errors are in results.json): "
-                      + ", ".join(f"{peer} {n}" for peer, n in failed.items()) + "."]
+            lines += [
+                "",
+                "Failed rounds (left out of the medians; their errors are in results.json): "
+                + ", ".join(f"{peer} {n}" for peer, n in failed.items())
+                + ".",
+            ]
     if results.get("digits"):
-        lines += ["", "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)", "",
-                  "| library | seconds (median) | each round | epochs | final test accuracy |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)",
+            "",
+            "| library | seconds (median) | each round | epochs | final test accuracy |",
+            "|---|---|---|---|---|",
+        ]
         for lib, e in results["digits"].items():
             if "seconds" in e:
                 rounds = ", ".join(f"{v:.2f}" for v in e.get("seconds_samples", [e["seconds"]]))
@@ -154,9 +199,11 @@ def markdown(results: dict) -> str:
     if results.get("targets"):
         lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
         verdict = {True: "yes", False: "**no**", None: "not measured"}
+
         def context(t: dict) -> str:  # the noise beside a ratio
             parts = ([f"A/A {t['noise_floor']}"] if "noise_floor" in t else []) + (
-                [f"95 % CI {t['ci95'][0]}-{t['ci95'][1]}"] if "ci95" in t else [])
+                [f"95 % CI {t['ci95'][0]}-{t['ci95'][1]}"] if "ci95" in t else []
+            )
             return f" ({'; '.join(parts)})" if parts else ""
 
         lines += [f"| {t['target']} | {t['value']}{context(t)} | {verdict[t['met']]} |" for t in results["targets"]]
@@ -206,12 +253,15 @@ def write_plots(results: dict, out: Path) -> set[str]:
     written = {"manual_vs_autodiff.png"}
 
     names = [n for n, e in configs.items() if "sgd" in e]
-    fractions = {key: [configs[n]["sgd"]["manual"].get(key) for n in names]
-                 for key in ("fraction_of_jnp_dot_peak", "fraction_of_practical_peak")}
+    fractions = {
+        key: [configs[n]["sgd"]["manual"].get(key) for n in names]
+        for key in ("fraction_of_jnp_dot_peak", "fraction_of_practical_peak")
+    }
     if any(v is not None for values in fractions.values() for v in values):  # not with --no-peaks
         fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
-        for i, (key, label) in enumerate((("fraction_of_jnp_dot_peak", "of jnp.dot peak"),
-                                          ("fraction_of_practical_peak", "of numpy/torch peak"))):
+        for i, (key, label) in enumerate(
+            (("fraction_of_jnp_dot_peak", "of jnp.dot peak"), ("fraction_of_practical_peak", "of numpy/torch peak"))
+        ):
             vals = [math.nan if v is None else v for v in fractions[key]]  # unmeasured: no bar
             ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
         ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)

@@ -74,8 +74,12 @@ class Case:
         lowered.compile()
         compiled_at = now()
         jax.block_until_ready(self.call())
-        return {"trace_lower_s": lowered_at - start, "xla_compile_s": compiled_at - lowered_at,
-                "compile_s": compiled_at - start, "first_call_s": now() - compiled_at}
+        return {
+            "trace_lower_s": lowered_at - start,
+            "xla_compile_s": compiled_at - lowered_at,
+            "compile_s": compiled_at - start,
+            "first_call_s": now() - compiled_at,
+        }
 
 
 INSTANCES = 2  # separately jitted copies of each timed function, their samples pooled
@@ -90,8 +94,9 @@ def ratio_ci95(a: Sequence[float], b: Sequence[float], resamples: int = 2000) ->
 
     rng = np.random.default_rng(0)
     a, b = np.asarray(a), np.asarray(b)
-    ratios = (np.median(rng.choice(a, (resamples, a.size)), axis=1)
-              / np.median(rng.choice(b, (resamples, b.size)), axis=1))
+    ratios = np.median(rng.choice(a, (resamples, a.size)), axis=1) / np.median(
+        rng.choice(b, (resamples, b.size)), axis=1
+    )
     return [float(q) for q in np.percentile(ratios, [2.5, 97.5])]
 
 
@@ -135,10 +140,14 @@ def compare(cases: dict[str, list[Case]], repeats: int, min_sample: float) -> di
     result = {}
     for name in names:
         pooled = [t for i in range(count) for t in samples[name, i]]
-        result[name] = dict(first[name, 0], step_s=summary(pooled), calls_per_sample=inner[name],
-                            instance_medians_s=[statistics.median(samples[name, i]) for i in range(count)],
-                            instance_samples_s=[samples[name, i] for i in range(count)],
-                            instance_compile_s=[first[name, i]["compile_s"] for i in range(count)])
+        result[name] = dict(
+            first[name, 0],
+            step_s=summary(pooled),
+            calls_per_sample=inner[name],
+            instance_medians_s=[statistics.median(samples[name, i]) for i in range(count)],
+            instance_samples_s=[samples[name, i] for i in range(count)],
+            instance_compile_s=[first[name, i]["compile_s"] for i in range(count)],
+        )
     return result
 
 
@@ -158,10 +167,14 @@ def xla_analysis(jitted, args) -> dict[str, Any]:
         out["cost_error"] = repr(error)
     try:
         mem = compiled.memory_analysis()
-        out["memory"] = {
-            field: int(getattr(mem, f"{field}_size_in_bytes"))
-            for field in ("temp", "argument", "output", "alias", "generated_code")
-        } if mem is not None else None
+        out["memory"] = (
+            {
+                field: int(getattr(mem, f"{field}_size_in_bytes"))
+                for field in ("temp", "argument", "output", "alias", "generated_code")
+            }
+            if mem is not None
+            else None
+        )
     except Exception as error:
         out["memory"] = None
         out["memory_error"] = repr(error)

@@ -13,11 +13,13 @@ from mlp_jax.bench.peers import PEERS
 from mlp_jax.bench.run import QUICK_GRID, STANDARD, grid_configs, parse_config, peak_shapes_for, run
 from mlp_jax.core.errors import UsageError
 
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="bench-out", help="output directory (default bench-out)")
     parser.add_argument("--quick", action="store_true", help="a short run (< 3 minutes on 2 cores)")
-    parser.add_argument("--configs", default=None,
-                        help="comma-separated: small, medium, large, xor, grid, or DEPTHxWIDTHxBATCH[:DTYPE]")
+    parser.add_argument(
+        "--configs", default=None, help="comma-separated: small, medium, large, xor, grid, or DEPTHxWIDTHxBATCH[:DTYPE]"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed samples per measurement")
     parser.add_argument("--min-sample", type=float, default=None, help="seconds per sample (calls repeated)")
     parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}, or none")
@@ -25,9 +27,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
     parser.add_argument("--no-digits", action="store_true", help="skip the digits time-to-accuracy run")
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
-                        help="keep: reuse freed host memory (mlp_jax.bench.hostmem) in this and every worker process, "
-                             "default: glibc's own settings (default keep)")
+    parser.add_argument(
+        "--malloc",
+        choices=("keep", "default"),
+        default="keep",
+        help="keep: reuse freed host memory (mlp_jax.bench.hostmem) in this and every worker process, "
+        "default: glibc's own settings (default keep)",
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -70,11 +76,21 @@ def run_cli(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
-    run(out, configs, repeats=repeats, min_sample=min_sample,  # every config: all four kinds
-        peaks=not args.no_peaks, peers=peers, peer_rounds=1 if quick else 3,
+    run(
+        out,
+        configs,
+        repeats=repeats,
+        min_sample=min_sample,  # every config: all four kinds
+        peaks=not args.no_peaks,
+        peers=peers,
+        peer_rounds=1 if quick else 3,
         peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
         peak_shapes=peak_shapes_for(jax.default_backend(), quick),
-        memory=not args.no_memory, memory_config="large", digits=not args.no_digits, plots=not args.no_plots,
-        log=log)
+        memory=not args.no_memory,
+        memory_config="large",
+        digits=not args.no_digits,
+        plots=not args.no_plots,
+        log=log,
+    )
     print((out / "results.md").read_text())
     return 0

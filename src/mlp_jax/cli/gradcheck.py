@@ -14,6 +14,7 @@ from mlp_jax.core.losses import get_loss, target_kind
 from mlp_jax.tools.gradcheck import DTYPES, FD_MODES, check_gradients, random_problem
 from mlp_jax.training.files import write_text
 
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="4,16,16,3", help="layer sizes d_0,...,d_L (default 4,16,16,3)")
     parser.add_argument("--activation", default="tanh", help="activation name (default tanh)")
@@ -53,8 +54,14 @@ def run_cli(args: argparse.Namespace) -> int:
     jax.config.update("jax_enable_x64", True)
     params, x, y = random_problem(sizes, args.batch, args.loss, DTYPES[args.dtype], args.seed)
     report = check_gradients(
-        params, x, y, activation=args.activation, loss=args.loss,
-        fd_entries=args.fd_entries, fd_mode=args.fd_mode, seed=args.seed,
+        params,
+        x,
+        y,
+        activation=args.activation,
+        loss=args.loss,
+        fd_entries=args.fd_entries,
+        fd_mode=args.fd_mode,
+        seed=args.seed,
     )
     print(report.table())
     if args.json:

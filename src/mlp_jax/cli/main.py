@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "gradcheck": ("mlp_jax.cli.gradcheck", "compare manual, autodiff and finite-difference gradients"),
     "bench": ("mlp_jax.cli.bench", "benchmark manual against autodiff gradients"),
 }
-USAGE = f"""usage: mlp-jax [--import MODULE ...] [{{{','.join(SUBCOMMANDS)}}}] [options]
+USAGE = f"""usage: mlp-jax [--import MODULE ...] [{{{",".join(SUBCOMMANDS)}}}] [options]
 
 Multilayer perceptrons in JAX with a hand-written backprop.
 
@@ -57,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and not rest[0].startswith("-"):
         command = rest.pop(0)
         if command not in SUBCOMMANDS:
-            print(f"mlp-jax: error: unknown command {command!r}; expected one of {list(SUBCOMMANDS)}",
-                  file=sys.stderr)
+            print(f"mlp-jax: error: unknown command {command!r}; expected one of {list(SUBCOMMANDS)}", file=sys.stderr)
             return 2
     for module in imports:
         try:

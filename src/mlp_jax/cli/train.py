@@ -21,13 +21,16 @@ from mlp_jax.training.fit import (
     fit,
 )
 
+
 def _hidden(text: str) -> tuple[int, ...]:
     if text.strip() in ("", "none"):
         return ()
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,128, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers like 128,128, got {text!r}"
+        ) from None
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
     return sizes
@@ -53,11 +56,20 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
     a("--val-fraction", type=float, default=0.1)
     a("--out", default=None, help="output directory (default runs/<dataset>)")
-    a("--resume", default=None, metavar="DIR", help="continue the run in DIR with its saved config (only --epochs and --devices change)")
+    a(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR with its saved config (only --epochs and --devices change)",
+    )
     a("--quiet", action="store_true", help="print nothing but errors")
     a("--devices", type=int, default=None, help="data-parallel devices per process (default: all local devices)")
-    a("--coordinator", default=None, metavar="HOST:PORT",
-      help="multi-host: address of process 0 (or $JAX_COORDINATOR_ADDRESS)")
+    a(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="multi-host: address of process 0 (or $JAX_COORDINATOR_ADDRESS)",
+    )
     a("--num-processes", type=int, default=None, help="multi-host: number of processes (or $JAX_NUM_PROCESSES)")
     a("--process-id", type=int, default=None, help="multi-host: this process's index (or $JAX_PROCESS_ID)")
 
@@ -94,6 +106,9 @@ def run_cli(args: argparse.Namespace) -> int:
     if not args.quiet:
         text = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None)
         print(f"{metrics['dataset']['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.1f} s; {text}")
-        print(f"results in {out}/ ({METRICS}, loss.png, {CHECKPOINT}"
-              + (", decision_boundary.png" if (out / "decision_boundary.png").exists() else "") + ")")
+        print(
+            f"results in {out}/ ({METRICS}, loss.png, {CHECKPOINT}"
+            + (", decision_boundary.png" if (out / "decision_boundary.png").exists() else "")
+            + ")"
+        )
     return 0

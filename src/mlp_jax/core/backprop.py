@@ -69,8 +69,9 @@ def _forward_parts(params: Params, xs: tuple[Array, ...], activation: str, layou
             pre_activations.append(z)
             layer_inputs.append(phi(z))
         logits = affine(layer_inputs[-1], weights[-1], params[-1].b)
-        caches.append(ForwardCache(tuple(layer_inputs), tuple(pre_activations),
-                                   logits if layout == "batch" else logits.T))
+        caches.append(
+            ForwardCache(tuple(layer_inputs), tuple(pre_activations), logits if layout == "batch" else logits.T)
+        )
     return caches
 
 
@@ -122,8 +123,7 @@ def backprop(
     logits = _join([c.logits for c in caches])  # (B, d_out)
     value = reduce(spec.per_example(logits, y), sample_weight)
     dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
-    grads = [backward(params, cache, part, activation, layout)[0]
-             for cache, part in zip(caches, _cut(dlogits, bounds))]
+    grads = [backward(params, cache, part, activation, layout)[0] for cache, part in zip(caches, _cut(dlogits, bounds))]
     return value, jax.tree.map(_sum_parts, *grads)
 
 

@@ -165,20 +165,22 @@ def prepare_targets(name: str, y, batch: int, out: int, dtype) -> Array:
             )
         return y
     if y.shape != (batch, out):
-        hint = " or integer labels of shape ({},)".format(batch) if name == "softmax_cross_entropy" else ""
+        hint = f" or integer labels of shape ({batch},)" if name == "softmax_cross_entropy" else ""
         raise ValueError(f"loss {name!r} expects y of shape ({batch}, {out}){hint}, got {y.shape}")
     if not (jnp.issubdtype(y.dtype, jnp.floating) or is_int or y.dtype == jnp.bool_):
         raise TypeError(f"y must be numeric, got dtype {y.dtype}")
     values = _concrete(y)
     # built-in losses only: a registered loss may use NaN to mark a missing target
     if _REGISTRY[name] is BUILTIN.get(name) and values is not None and values.size and not np.isfinite(values).all():
-        raise ValueError(f"y must be finite, got {values[~np.isfinite(values)][0]} at index "
-                         f"{tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])}")
-    if name == "sigmoid_binary_cross_entropy":
-        if values is not None and values.size and (values.min() < 0 or values.max() > 1):
-            raise ValueError(
-                f"sigmoid_binary_cross_entropy expects y in [0, 1], got values in [{values.min()}, {values.max()}]"
-            )
+        raise ValueError(
+            f"y must be finite, got {values[~np.isfinite(values)][0]} at index "
+            f"{tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])}"
+        )
+    in_unit_interval = values is None or not values.size or (values.min() >= 0 and values.max() <= 1)
+    if name == "sigmoid_binary_cross_entropy" and not in_unit_interval:
+        raise ValueError(
+            f"sigmoid_binary_cross_entropy expects y in [0, 1], got values in [{values.min()}, {values.max()}]"
+        )
     return y.astype(dtype)
 
 

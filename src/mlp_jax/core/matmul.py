@@ -25,6 +25,7 @@ choose both, and these choices were measured on XLA:CPU (``benchmarks/experiment
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Sequence
 
@@ -83,12 +84,14 @@ def choose_batch_parts(batch_parts: int | str, layout: str, batch: int) -> int:
     except TypeError:
         parts = None
     if parts is None or not 1 <= parts <= max(batch, 1):
-        raise ValueError(f"batch_parts must be 'auto' or an int in [1, batch={batch}] (a static argument "
-                         f"under jit), got {batch_parts!r}")
+        raise ValueError(
+            f"batch_parts must be 'auto' or an int in [1, batch={batch}] (a static argument "
+            f"under jit), got {batch_parts!r}"
+        )
     return parts
 
 
 def batch_bounds(batch: int, parts: int) -> list[tuple[int, int]]:
     """(start, stop) of each of `parts` contiguous, near-equal slices of range(batch)."""
     edges = [batch * i // parts for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+    return list(itertools.pairwise(edges))

@@ -115,7 +115,8 @@ def check_params(params: Params) -> jnp.dtype:
                 raise RuntimeError(
                     f"params[{i}].{name} was donated to a training step and is gone: make_update, "
                     "make_fused_update and make_train_epoch donate their inputs; use the params they return "
-                    "(state.params for a TrainState)")
+                    "(state.params for a TrainState)"
+                )
         dtypes.update({jnp.dtype(w.dtype), jnp.dtype(b.dtype)})
     if len(dtypes) != 1:
         raise TypeError(f"params have mixed dtypes {sorted(str(d) for d in dtypes)}; expected one float dtype")

@@ -43,6 +43,7 @@ Requires ``jax.config.update("jax_enable_x64", True)`` (the ``mlp-jax gradcheck`
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import partial
 from typing import NamedTuple
@@ -54,11 +55,11 @@ from jax.flatten_util import ravel_pytree
 
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.backprop import backprop, backward, forward_with_cache
-from mlp_jax.tools.gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
 from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits, target_kind
 from mlp_jax.core.model import check_problem
 from mlp_jax.core.model import loss as loss_fn
 from mlp_jax.core.params import Layer, Params, layer_sizes
+from mlp_jax.tools.gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
 
 Array = jax.Array
 
@@ -159,7 +160,7 @@ def _finite_differences(params, x, y, sample_weight, probes: Probes, *, activati
     for j, (directions, h) in probes.directions.items():
 
         def along(v, j=j, h=h):
-            at = lambda t: jax.tree.unflatten(treedef, leaves[:j] + [leaves[j] + t * v] + leaves[j + 1 :])
+            at = lambda t: jax.tree.unflatten(treedef, [*leaves[:j], leaves[j] + t * v, *leaves[j + 1 :]])
             return jnp.stack([central(at, h), central(at, 2 * h)])
 
         by_direction[j] = jax.lax.map(along, directions, batch_size=64)
@@ -191,8 +192,10 @@ def _probes(params64: Params, fd_entries: int, fd_mode: str, seed: int) -> tuple
             indices.append(offset + per_leaf[-1])
             steps.append(h * np.maximum(1.0, np.abs(flat[per_leaf[-1]])))
         offset += flat.size
-    entries = (jnp.asarray(np.concatenate(indices) if indices else np.zeros(0), jnp.int32),  # none: every
-               jnp.asarray(np.concatenate(steps) if steps else np.zeros(0)))  # leaf probed by directions
+    entries = (
+        jnp.asarray(np.concatenate(indices) if indices else np.zeros(0), jnp.int32),  # none: every
+        jnp.asarray(np.concatenate(steps) if steps else np.zeros(0)),
+    )  # leaf probed by directions
     return Probes(entries, directions), per_leaf, how
 
 
@@ -342,7 +345,7 @@ def random_problem(sizes: list[int], batch: int, loss: str, dtype, seed: int) ->
             w=jnp.asarray(rng.standard_normal((d_in, d_out)) * math.sqrt(2.0 / d_in), dtype),
             b=jnp.asarray(0.1 * rng.standard_normal(d_out), dtype),
         )
-        for d_in, d_out in zip(sizes[:-1], sizes[1:])
+        for d_in, d_out in itertools.pairwise(sizes)
     )
     x = jnp.asarray(rng.standard_normal((batch, sizes[0])), dtype)
     out = sizes[-1]

@@ -131,7 +131,19 @@ def _json_safe(value):
 
 
 _COLUMNS = (
-    "layer", "leaf", "shape", "K", "check", "max abs", "max rel", "err/eps", "tol/eps", "cosine", "|g|", "|ref|", ""
+    "layer",
+    "leaf",
+    "shape",
+    "K",
+    "check",
+    "max abs",
+    "max rel",
+    "err/eps",
+    "tol/eps",
+    "cosine",
+    "|g|",
+    "|ref|",
+    "",
 )
 _LEFT = {"leaf", "check", ""}
 

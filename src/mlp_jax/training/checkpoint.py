@@ -75,8 +75,13 @@ def _encode(i: int, path: str, leaf: Any) -> tuple[np.ndarray, dict]:
         bits = _bits_dtype(array.dtype)
         stored = array.view(bits) if bits is not None else array
         shape, dtype, impl = array.shape, array.dtype, None
-    entry = {"path": path, "shape": list(shape), "dtype": str(dtype), "stored_dtype": str(stored.dtype),
-             "key_impl": impl}
+    entry = {
+        "path": path,
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "stored_dtype": str(stored.dtype),
+        "key_impl": impl,
+    }
     return stored, entry
 
 
@@ -96,8 +101,13 @@ def save_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = 
     for i, (key_path, leaf) in enumerate(leaves_with_path):
         arrays[_leaf_name(i)], entry = _encode(i, jax.tree_util.keystr(key_path), leaf)
         entries.append(entry)
-    meta = {"format": FORMAT, "version": VERSION, "treedef": str(treedef), "leaves": entries,
-            "metadata": metadata or {}}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "treedef": str(treedef),
+        "leaves": entries,
+        "metadata": metadata or {},
+    }
     try:
         meta_bytes = json.dumps(meta).encode("utf-8")
     except (TypeError, ValueError) as e:
@@ -134,8 +144,9 @@ def _read(path: Path, *, meta_only: bool = False) -> tuple[dict, dict[str, np.nd
         if not isinstance(meta, dict):
             raise ValueError(f"JSON {type(meta).__name__}")
     except RecursionError:
-        raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found JSON "
-                              "nested too deeply to read") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found JSON nested too deeply to read"
+        ) from None
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found {e}") from None
     found = (meta.get("format"), meta.get("version"))

@@ -96,24 +96,32 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return scale(train), scale(test), mean.astype(np.float32), std.astype(np.float32)
 
 
-def _assemble(
-    name: str, x_train, y_train, x_test, y_test, *, task: str, class_names: tuple[str, ...] = ()
-) -> Dataset:
+def _assemble(name: str, x_train, y_train, x_test, y_test, *, task: str, class_names: tuple[str, ...] = ()) -> Dataset:
     """Standardise and type the final arrays. Labels are codes 0..K-1 already; regression y is (n, k)."""
     x_train, x_test, feature_mean, feature_std = _standardise(np.asarray(x_train), np.asarray(x_test))
     if task == "classification":
         y_train, y_test = np.asarray(y_train, np.int32), np.asarray(y_test, np.int32)
         target_mean = target_std = None
         num_classes = len(class_names)
-        assert y_train.ndim == 1 and 0 <= y_train.min() and max(y_train.max(), y_test.max()) < num_classes
+        assert y_train.ndim == 1 and y_train.min() >= 0 and max(y_train.max(), y_test.max()) < num_classes
     else:
         y_train, y_test, target_mean, target_std = _standardise(np.asarray(y_train), np.asarray(y_test))
         num_classes, class_names = 0, ()
     assert x_train.ndim == 2 and x_test.shape[1:] == x_train.shape[1:]
     assert len(x_train) == len(y_train) and len(x_test) == len(y_test)
     return Dataset(
-        name, x_train, y_train, x_test, y_test, task, num_classes,
-        feature_mean, feature_std, target_mean, target_std, tuple(class_names),
+        name,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        task,
+        num_classes,
+        feature_mean,
+        feature_std,
+        target_mean,
+        target_std,
+        tuple(class_names),
     )
 
 
@@ -197,7 +205,12 @@ def _sklearn_real(name: str, seed: int, test_fraction: float) -> Dataset:
     bunch = getattr(datasets, f"load_{name}")()
     names = tuple(str(c) for c in bunch.target_names)
     return _split_and_assemble(
-        name, bunch.data, bunch.target, task="classification", class_names=names, seed=seed,
+        name,
+        bunch.data,
+        bunch.target,
+        task="classification",
+        class_names=names,
+        seed=seed,
         test_fraction=test_fraction,
     )
 
@@ -211,12 +224,12 @@ def _mnist1d(seed: int, test_fraction: float) -> Dataset:
     del seed, test_fraction
     from mnist1d.data import get_dataset_args, make_dataset
 
-    py_state, np_state = random.getstate(), np.random.get_state()
+    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002 (restored below)
     try:
         raw = make_dataset(get_dataset_args())
     finally:
         random.setstate(py_state)
-        np.random.set_state(np_state)
+        np.random.set_state(np_state)  # noqa: NPY002
     names = tuple(str(i) for i in range(10))
     return _assemble(
         "mnist1d", raw["x"], raw["y"], raw["x_test"], raw["y_test"], task="classification", class_names=names
@@ -349,19 +362,25 @@ def _from_split(name, x_train, y_train, x_test, y_test, *, task) -> Dataset:
     y_test = _check_target_array(np.asarray(y_test), f"{name} test target")
     for part, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if len(x) == 0 or len(x) != len(y):
-            raise DataError(f"{name}: {part} features and targets must have the same, non-zero number of rows, "
-                            f"got {len(x)} and {len(y)}")
+            raise DataError(
+                f"{name}: {part} features and targets must have the same, non-zero number of rows, "
+                f"got {len(x)} and {len(y)}"
+            )
     if x_train.shape[1] != x_test.shape[1]:
-        raise DataError(f"{name}: train and test must have the same number of features, got "
-                        f"{x_train.shape[1]} and {x_test.shape[1]}")
+        raise DataError(
+            f"{name}: train and test must have the same number of features, got "
+            f"{x_train.shape[1]} and {x_test.shape[1]}"
+        )
     if y_train.shape[1:] != y_test.shape[1:] or (y_train.dtype.kind in "biuf") != (y_test.dtype.kind in "biuf"):
-        raise DataError(f"{name}: train and test targets must match, got shapes {y_train.shape}, {y_test.shape} "
-                        f"and dtypes {y_train.dtype}, {y_test.dtype}")
+        raise DataError(
+            f"{name}: train and test targets must match, got shapes {y_train.shape}, {y_test.shape} "
+            f"and dtypes {y_train.dtype}, {y_test.dtype}"
+        )
     y_all = np.concatenate([y_train, y_test])
     task = _resolve_task(y_all, task, f"{name} target")
     if task == "classification":
         codes, names = _encode_labels(y_all, f"{name} target")
-        y_train, y_test = codes[: len(y_train)], codes[len(y_train):]
+        y_train, y_test = codes[: len(y_train)], codes[len(y_train) :]
         return _assemble(name, x_train, y_train, x_test, y_test, task=task, class_names=names)
     y_train, y_test = _as_targets(y_train, f"{name} target"), _as_targets(y_test, f"{name} target")
     return _assemble(name, x_train, y_train, x_test, y_test, task=task)
@@ -385,8 +404,10 @@ def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
                     _check_header(path, header)
                     continue
                 if len(row) != len(header):
-                    raise DataError(f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
-                                    f"column), got {len(row)}")
+                    raise DataError(
+                        f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
+                        f"column), got {len(row)}"
+                    )
                 rows.append([_parse_cell(path, reader.line_num, name, cell) for name, cell in zip(header, row)])
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: expected UTF-8 text, got undecodable bytes ({e.reason})") from None
@@ -409,11 +430,11 @@ def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_header(path: Path, header: list[str]) -> None:
     if len(header) < 2:
-        raise DataError(f"{path}: expected a header with at least two columns (features and a target), "
-                        f"got {header}")
+        raise DataError(f"{path}: expected a header with at least two columns (features and a target), got {header}")
     if "" in header:
-        raise DataError(f"{path}: expected a name for every column in the header row, "
-                        f"column {header.index('') + 1} is empty")
+        raise DataError(
+            f"{path}: expected a name for every column in the header row, column {header.index('') + 1} is empty"
+        )
     if all(_is_number(cell) for cell in header):
         raise DataError(f"{path}: expected a header row of column names first, got numbers: {','.join(header)}")
 
@@ -451,8 +472,10 @@ def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
             wanted.update(x="x", y="y")
         missing = [k for k in wanted.values() if k not in keys]
         if missing:
-            raise DataError(f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
-                            f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}")
+            raise DataError(
+                f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
+                f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}"
+            )
         return list(wanted.values())
 
     try:
@@ -483,8 +506,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected, got = math.prod(dims) * dtype.itemsize, len(raw) - header_len
     if got != expected:
         kind = "truncated" if got < expected else "oversized"
-        raise DataError(f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, "
-                        f"got {got}")
+        raise DataError(
+            f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, got {got}"
+        )
     return np.frombuffer(raw, dtype, offset=header_len).reshape(dims).astype(dtype.newbyteorder("="))
 
 
@@ -495,14 +519,17 @@ def _load_idx_dir(path: Path, *, task: str | None) -> Dataset:
         found = [p for p in (path / stem, path / f"{stem}.gz") if p.is_file()]
         if not found:
             present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-            raise DataError(f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
-                            f"missing {stem}; the directory holds {present}")
+            raise DataError(
+                f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
+                f"missing {stem}; the directory holds {present}"
+            )
         files[stem] = read_idx(found[0])
     parts = []
     for images, labels in ((files[IDX_FILES[0]], files[IDX_FILES[1]]), (files[IDX_FILES[2]], files[IDX_FILES[3]])):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} "
-                            f"and {labels.shape}")
+            raise DataError(
+                f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} and {labels.shape}"
+            )
         x = images.reshape(len(images), -1).astype(np.float32)
         parts += [x / 255.0 if images.dtype == np.uint8 else x, labels]
     return _from_split(str(path), *parts, task=task)
@@ -551,8 +578,10 @@ def load_dataset(
     if not path.exists():
         if path.suffix.lower() in (".csv", ".npz") or os.sep in key or (os.altsep and os.altsep in key):
             raise DataError(f"data file {key} not found")
-        raise DataError(f"unknown data set {key!r}: expected one of {', '.join(KNOWN_DATASETS)}, "
-                        f"or a path to a .csv file, an .npz file or a directory of MNIST IDX files")
+        raise DataError(
+            f"unknown data set {key!r}: expected one of {', '.join(KNOWN_DATASETS)}, "
+            f"or a path to a .csv file, an .npz file or a directory of MNIST IDX files"
+        )
     if path.is_dir():
         if target is not None:
             raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for directory {key}")
@@ -566,5 +595,7 @@ def load_dataset(
         if "x" in arrays:
             return _from_arrays(key, arrays["x"], arrays["y"], task=task, seed=seed, test_fraction=test_fraction)
         return _from_split(key, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], task=task)
-    raise DataError(f"unsupported data file {key}: expected a .csv or .npz file or a directory of MNIST IDX files, "
-                    f"got a {suffix or 'suffix-less'} file")
+    raise DataError(
+        f"unsupported data file {key}: expected a .csv or .npz file or a directory of MNIST IDX files, "
+        f"got a {suffix or 'suffix-less'} file"
+    )

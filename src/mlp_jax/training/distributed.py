@@ -193,11 +193,11 @@ def distribute_dataset(x_local, mesh: Mesh, num_examples: int) -> Array:
     x_local = np.asarray(x_local)
     rows = process_rows(num_examples, mesh)
     if x_local.shape[0] != rows.stop - rows.start:
-        raise ValueError(f"process {jax.process_index()} should pass rows {rows.start}:{rows.stop} "
-                         f"({rows.stop - rows.start} rows), got {x_local.shape[0]}")
-    return jax.make_array_from_process_local_data(
-        batch_sharded(mesh), x_local, (num_examples, *x_local.shape[1:])
-    )
+        raise ValueError(
+            f"process {jax.process_index()} should pass rows {rows.start}:{rows.stop} "
+            f"({rows.stop - rows.start} rows), got {x_local.shape[0]}"
+        )
+    return jax.make_array_from_process_local_data(batch_sharded(mesh), x_local, (num_examples, *x_local.shape[1:]))
 
 
 def place_dataset(x, mesh: Mesh) -> Array:
@@ -214,9 +214,7 @@ def place_dataset(x, mesh: Mesh) -> Array:
 # ----------------------------------------------------------------------------------- sharded training
 
 
-def sharded_gradient_fn(
-    grad: str | GradFn, mesh: Mesh, *, activation: str = "relu", loss: str = "mse"
-) -> GradFn:
+def sharded_gradient_fn(grad: str | GradFn, mesh: Mesh, *, activation: str = "relu", loss: str = "mse") -> GradFn:
     """The named gradient source with its minibatch split over the ``batch`` axis and its loss and
     gradients replicated; the compiler turns the batch sums into all-reduces (see the module docstring).
 

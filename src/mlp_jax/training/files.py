@@ -26,7 +26,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         return
     path = _destination(path)
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o666 & ~_umask()
-    tmp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed by the `with tmp` below, renamed after)
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
     try:
         with tmp:
             write(tmp)

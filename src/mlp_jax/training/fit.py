@@ -21,15 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax.training import distributed
 from mlp_jax.core.activations import get_activation
-from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from mlp_jax.training.data import DataError, Dataset, load_dataset
 from mlp_jax.core.errors import UsageError
-from mlp_jax.training.files import write_text
 from mlp_jax.core.losses import get_loss, prepare_targets
 from mlp_jax.core.model import forward
 from mlp_jax.core.params import INITS, init_params
+from mlp_jax.training import distributed
+from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from mlp_jax.training.data import DataError, Dataset, load_dataset
+from mlp_jax.training.files import write_text
 from mlp_jax.training.steps import GRADS, TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
@@ -65,8 +65,10 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """The config with every None replaced by the data set's default or the global default."""
         defaults = {**GLOBAL_DEFAULTS, **DATASET_DEFAULTS.get(self.dataset, {})}
-        filled = {k: defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k)
-                  for k in (f.name for f in dataclasses.fields(self))}
+        filled = {
+            k: defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k)
+            for k in (f.name for f in dataclasses.fields(self))
+        }
         if filled["schedule_epochs"] is None:
             filled["schedule_epochs"] = filled["epochs"]
         return TrainConfig(**filled)
@@ -144,11 +146,15 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
         if loss == "mse":
             return data.y_train, data.y_test, data.num_outputs
         if loss == "softmax_cross_entropy":
-            raise UsageError(f"data set {data.name!r} is a regression task; its real-valued targets do not fit "
-                             "softmax_cross_entropy (use --loss mse)")
+            raise UsageError(
+                f"data set {data.name!r} is a regression task; its real-valued targets do not fit "
+                "softmax_cross_entropy (use --loss mse)"
+            )
         if loss == "sigmoid_binary_cross_entropy":
-            raise UsageError(f"data set {data.name!r} is a regression task; its targets are not in [0, 1] as "
-                             "sigmoid_binary_cross_entropy needs (use --loss mse)")
+            raise UsageError(
+                f"data set {data.name!r} is a regression task; its targets are not in [0, 1] as "
+                "sigmoid_binary_cross_entropy needs (use --loss mse)"
+            )
     # a registered loss: hand it the labels as they are
     return data.y_train, data.y_test, data.num_outputs
 
@@ -156,10 +162,12 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
 def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     """A seeded split of the training arrays into (train, validation); UsageError if either is empty."""
     order = np.random.default_rng(seed + 12345).permutation(len(x))
-    n_val = max(1, int(round(fraction * len(x))))
+    n_val = max(1, round(fraction * len(x)))
     if n_val >= len(x):
-        raise UsageError(f"--val-fraction {fraction} takes {n_val} of the {len(x)} training rows for validation "
-                         "and leaves none to train on; lower it")
+        raise UsageError(
+            f"--val-fraction {fraction} takes {n_val} of the {len(x)} training rows for validation "
+            "and leaves none to train on; lower it"
+        )
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
 
@@ -230,17 +238,27 @@ def _saved_progress(path: Path) -> dict[str, Any]:
         raise UsageError(f"cannot resume: {error}") from None
 
     def bad(field: str, expected: str) -> UsageError:
-        return UsageError(f"cannot resume from {path}: metadata {field!r}: expected {expected}, "
-                          f"found {meta.get(field)!r:.200}")
+        return UsageError(
+            f"cannot resume from {path}: metadata {field!r}: expected {expected}, found {meta.get(field)!r:.200}"
+        )
 
     epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise bad("epoch", "an int >= 0")
-    if not isinstance(history, list) or len(history) != epoch or not all(
-            isinstance(h, dict) and all(isinstance(k, str) and _is_number(v) for k, v in h.items()) for h in history):
+    if (
+        not isinstance(history, list)
+        or len(history) != epoch
+        or not all(
+            isinstance(h, dict) and all(isinstance(k, str) and _is_number(v) for k, v in h.items()) for h in history
+        )
+    ):
         raise bad("history", f"a list of {epoch} dicts of numbers, one per epoch")
-    if not (isinstance(best, dict) and set(best) == {"val_loss", "epoch"} and isinstance(best["epoch"], int)
-            and (best["val_loss"] is None or _is_number(best["val_loss"]))):
+    if not (
+        isinstance(best, dict)
+        and set(best) == {"val_loss", "epoch"}
+        and isinstance(best["epoch"], int)
+        and (best["val_loss"] is None or _is_number(best["val_loss"]))
+    ):
         raise bad("best", "{'val_loss': a number or None, 'epoch': an int}")
     if best["val_loss"] is not None and not math.isfinite(best["val_loss"]):  # older runs saved inf for "none"
         best = {"val_loss": None, "epoch": best["epoch"]}
@@ -260,15 +278,20 @@ def config_from_saved(saved: Any, where: str) -> TrainConfig:
     unknown = sorted(set(saved) - set(fields))
     if unknown:
         raise UsageError(f"cannot resume from {where}: metadata 'config' has unknown fields {unknown}")
-    checks = {"str": lambda v: isinstance(v, str), "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": _is_number,
-              "tuple[int, ...]": lambda v: isinstance(v, (list, tuple)) and all(checks["int"](s) for s in v)}
+    checks = {
+        "str": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": _is_number,
+        "tuple[int, ...]": lambda v: isinstance(v, (list, tuple)) and all(checks["int"](s) for s in v),
+    }
     values = {}
     for name, value in saved.items():
         kind = fields[name].replace(" | None", "")
         if not ((value is None and "None" in fields[name]) or (value is not None and checks[kind](value))):
-            raise UsageError(f"cannot resume from {where}: metadata 'config' field {name!r}: expected "
-                             f"{fields[name]}, found {value!r:.200}")
+            raise UsageError(
+                f"cannot resume from {where}: metadata 'config' field {name!r}: expected "
+                f"{fields[name]}, found {value!r:.200}"
+            )
         values[name] = tuple(value) if kind == "tuple[int, ...]" and value is not None else value
     return TrainConfig(**values)
 
@@ -288,8 +311,10 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     if resume:  # read what was saved, and check it, before any data is loaded
         saved = _saved_progress(out / CHECKPOINT)
         if saved["epoch"] >= config.epochs:
-            raise UsageError(f"nothing to do: the run in {out} already has {saved['epoch']} epochs "
-                             f"(ask for more with --epochs, now {config.epochs})")
+            raise UsageError(
+                f"nothing to do: the run in {out} already has {saved['epoch']} epochs "
+                f"(ask for more with --epochs, now {config.epochs})"
+            )
     try:
         data = load_dataset(config.dataset, target=config.target, seed=config.seed)
     except DataError as error:
@@ -344,9 +369,7 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         if x_val is not None:
             x_val, y_val = distributed.replicate((x_val, y_val), mesh)
         grad = distributed.sharded_gradient_fn(config.grad, mesh, activation=config.activation, loss=loss)
-    train_epoch = make_train_epoch(
-        optimizer, activation=config.activation, loss=loss, grad=grad, batch_size=batch_size
-    )
+    train_epoch = make_train_epoch(optimizer, activation=config.activation, loss=loss, grad=grad, batch_size=batch_size)
     evaluate = make_evaluate(activation=config.activation, loss=loss, classification=data.task == "classification")
 
     progress = _progress(range(epochs_done, config.epochs), quiet, initial=epochs_done, total=config.epochs)
@@ -365,18 +388,25 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         for split, (xs, ys) in {"train": (x_tr, y_tr), "test": (x_te, y_te)}.items():
             record.update({f"{split}_{k}": v for k, v in _to_python(evaluate(state.params, xs, ys)).items()})
         if x_val is not None:
-            record.update({f"val_{k}": v for k, v in
-                           _to_python(evaluate(state.params, x_val, y_val)).items()})
+            record.update({f"val_{k}": v for k, v in _to_python(evaluate(state.params, x_val, y_val)).items()})
             if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
                 best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
         record["elapsed_s"] = time.perf_counter() - start
         history.append(record)
         if distributed.is_primary():  # one writer; every process holds the same replicated state
-            save_checkpoint(out / CHECKPOINT, state, {"config": dataclasses.asdict(config), "epoch": epoch + 1,
-                                                      "history": history, "best": best})
+            save_checkpoint(
+                out / CHECKPOINT,
+                state,
+                {"config": dataclasses.asdict(config), "epoch": epoch + 1, "history": history, "best": best},
+            )
         if hasattr(progress, "set_postfix"):
-            progress.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k.endswith(("loss", "accuracy"))
-                                  and not k.startswith("batch")})
+            progress.set_postfix(
+                {
+                    k: f"{v:.4f}"
+                    for k, v in record.items()
+                    if k.endswith(("loss", "accuracy")) and not k.startswith("batch")
+                }
+            )
         if config.patience is not None and epoch + 1 - best["epoch"] >= config.patience:
             stopped_early = True
             break
@@ -386,9 +416,15 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     final = history[-1]
     metrics: dict[str, Any] = {
         "config": dataclasses.asdict(config),
-        "dataset": {"name": data.name, "task": data.task, "num_classes": data.num_classes,
-                    "n_train": int(len(x_train)), "n_test": int(len(data.x_test)),
-                    "n_val": 0 if x_val is None else int(len(x_val)), "features": int(x_train.shape[1])},
+        "dataset": {
+            "name": data.name,
+            "task": data.task,
+            "num_classes": data.num_classes,
+            "n_train": len(x_train),
+            "n_test": len(data.x_test),
+            "n_val": 0 if x_val is None else len(x_val),
+            "features": int(x_train.shape[1]),
+        },
         "layer_sizes": sizes,
         "epochs": final["epoch"],
         "steps": final["step"],
@@ -416,8 +452,11 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     if distributed.is_primary():
         metrics, not_finite = _finite_or_null(metrics)
         if not_finite and not quiet:
-            print(f"mlp-jax train: warning: {', '.join(not_finite)} not finite (null in {METRICS}); the test "
-                  "split may hold values far outside the training split's range", file=sys.stderr)
+            print(
+                f"mlp-jax train: warning: {', '.join(not_finite)} not finite (null in {METRICS}); the test "
+                "split may hold values far outside the training split's range",
+                file=sys.stderr,
+            )
         _write_json(out / METRICS, metrics)
         _write_plots(out, history, data, state, config, loss)
     return metrics

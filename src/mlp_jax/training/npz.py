@@ -28,19 +28,26 @@ def check_members(path: Path) -> None:
             with archive.open(info) as member:
                 try:
                     version = np.lib.format.read_magic(member)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = read_header(member)
                 except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
                     raise NpzError(f"array {name!r}: unreadable .npy header ({e})") from None
                 header_bytes = member.tell()
             if dtype.hasobject:
-                raise NpzError(f"array {name!r} holds Python objects, which are refused (allow_pickle=False); "
-                               "save plain numeric arrays")
+                raise NpzError(
+                    f"array {name!r} holds Python objects, which are refused (allow_pickle=False); "
+                    "save plain numeric arrays"
+                )
             expected, stored = math.prod(shape) * dtype.itemsize, info.file_size - header_bytes
             if expected != stored:
-                raise NpzError(f"array {name!r}: its header says shape {shape} of {dtype} = {expected} bytes, "
-                               f"but the archive holds {stored}")
+                raise NpzError(
+                    f"array {name!r}: its header says shape {shape} of {dtype} = {expected} bytes, "
+                    f"but the archive holds {stored}"
+                )
 
 
 def load(path: Path, names: Callable[[list[str]], list[str]] | None = None) -> dict[str, np.ndarray]:

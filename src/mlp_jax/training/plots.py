@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from mlp_jax.training.files import save_figure  # noqa: E402
+from mlp_jax.training.files import save_figure
 
 
 def _save(fig, path: Path) -> None:

@@ -117,9 +117,7 @@ def make_fused_update(
             return (params, opt_state, value), (value if losses == "all" else None)
 
         first = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
-        (params, opt_state, last), values = jax.lax.scan(
-            body, (params, opt_state, first), None, length=num_steps
-        )
+        (params, opt_state, last), values = jax.lax.scan(body, (params, opt_state, first), None, length=num_steps)
         return params, opt_state, values if losses == "all" else last
 
     return jax.jit(fused, donate_argnums=(0, 1) if donate else ())
@@ -168,9 +166,7 @@ def make_train_epoch(
             params, opt_state, value = step(params, opt_state, x[idx], y[idx], sample_weight, k)
             return (params, opt_state), value
 
-        (params, opt_state), losses = jax.lax.scan(
-            body, (state.params, state.opt_state), (order, weight, step_keys)
-        )
+        (params, opt_state), losses = jax.lax.scan(body, (state.params, state.opt_state), (order, weight, step_keys))
         return TrainState(params, opt_state, state.step + batches, key), losses
 
     return jax.jit(train_epoch, donate_argnums=(0,) if donate else ())

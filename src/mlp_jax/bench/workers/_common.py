@@ -27,8 +27,7 @@ def hidden(config: dict) -> tuple[int, int, int, int]:
     return sizes[0], sizes[1], len(sizes) - 2, sizes[-1]
 
 
-def time_steps(step: Callable[[], object], sync: Callable[[object], None], repeats: int,
-               min_sample: float) -> dict:
+def time_steps(step: Callable[[], object], sync: Callable[[object], None], repeats: int, min_sample: float) -> dict:
     """First call (compile or warm-up), then `repeats` samples of back-to-back calls, seconds per call."""
     start = time.perf_counter()
     sync(step())
@@ -47,8 +46,9 @@ def time_steps(step: Callable[[], object], sync: Callable[[object], None], repea
     return {"first_step_s": first, "samples": samples, "median": statistics.median(samples)}
 
 
-def matmul_peak(matmul: Callable, make: Callable, sync: Callable, dtypes: list[str], repeats: int,
-                min_sample: float, shapes: list) -> dict:
+def matmul_peak(
+    matmul: Callable, make: Callable, sync: Callable, dtypes: list[str], repeats: int, min_sample: float, shapes: list
+) -> dict:
     """Best GFLOP/s of ``matmul(a, b)`` over the shapes the JAX peak uses, per dtype."""
     out = {}
     for dtype in dtypes:

@@ -1,5 +1,7 @@
 """flax nnx: an MLP of `nnx.Linear` layers with an `nnx.Optimizer` sgd step under `nnx.jit`, per config."""
 
+import itertools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -13,8 +15,9 @@ result = {"version": flax.__version__, "device": jax.default_backend(), "configs
 
 class MLP(nnx.Module):
     def __init__(self, sizes, dtype, rngs):
-        self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, param_dtype=dtype, rngs=rngs)
-                                for a, b in zip(sizes[:-1], sizes[1:])])
+        self.layers = nnx.List(
+            [nnx.Linear(a, b, dtype=dtype, param_dtype=dtype, rngs=rngs) for a, b in itertools.pairwise(sizes)]
+        )
 
     def __call__(self, x):
         for layer in self.layers[:-1]:
@@ -40,6 +43,7 @@ for config in req["configs"]:
     k_x, k_y = jax.random.split(jax.random.key(1))
     x = jax.random.normal(k_x, (config["batch"], d_in), dtype)
     y = jax.random.randint(k_y, (config["batch"],), 0, d_out)
-    result["configs"][config["name"]] = time_steps(lambda: step(model, optimizer, x, y), jax.block_until_ready,
-                                                   req["repeats"], req["min_sample"])
+    result["configs"][config["name"]] = time_steps(
+        lambda: step(model, optimizer, x, y), jax.block_until_ready, req["repeats"], req["min_sample"]
+    )
 answer(result)

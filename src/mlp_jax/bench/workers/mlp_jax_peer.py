@@ -41,13 +41,13 @@ if req["mode"] == "steps":
             state[0], state[1], loss = update(state[0], state[1], x, y)
             return loss
 
-        result["configs"][config["name"]] = time_steps(call, jax.block_until_ready, req["repeats"],
-                                                       req["min_sample"])
+        result["configs"][config["name"]] = time_steps(call, jax.block_until_ready, req["repeats"], req["min_sample"])
 elif req["mode"] == "memory":
     params, x, y = problem(req["config"])
     optimizer = optax.adam(1e-3)
-    update = make_update(optimizer, activation="relu", loss="softmax_cross_entropy", grad="manual",
-                         donate=req["donate"])
+    update = make_update(
+        optimizer, activation="relu", loss="softmax_cross_entropy", grad="manual", donate=req["donate"]
+    )
     state = [params, optimizer.init(params)]
     del params  # the state list holds the only reference: a donated buffer is really free to reuse
     compiled = update.lower(state[0], state[1], x, y).compile()  # compile ahead: its memory is not counted
@@ -82,7 +82,7 @@ elif req["mode"] == "digits":
     evaluate = make_evaluate(activation="relu", loss="softmax_cross_entropy")
     state = init_train_state(params, optimizer, jax.random.key(1))
     seconds, accuracy = 0.0, 0.0
-    for epoch in range(1, req["max_epochs"] + 1):
+    for epoch in range(1, req["max_epochs"] + 1):  # noqa: B007 (the count is reported after the loop)
         tick = time.perf_counter()
         state, _ = epoch_fn(state, x_train, y_train)
         jax.block_until_ready(state)

@@ -13,12 +13,25 @@ device = "cuda" if req.get("device") == "cuda" and torch.cuda.is_available() els
 sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 if device == "cuda":  # float32 matmuls in TF32, as JAX's default precision runs them on a GPU
     torch.set_float32_matmul_precision("high")
-result = {"version": torch.__version__, "device": device, "threads": torch.get_num_threads(),
-          "float32_matmul_precision": torch.get_float32_matmul_precision()}
+result = {
+    "version": torch.__version__,
+    "device": device,
+    "threads": torch.get_num_threads(),
+    "float32_matmul_precision": torch.get_float32_matmul_precision(),
+}
 if req["mode"] == "peak":
     shapes = req["shapes"] if device == "cuda" else req.get("cpu_shapes", req["shapes"])
-    result.update(matmul_peak(torch.matmul, lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype], device=device),
-                              lambda out: sync(), req["dtypes"], req["repeats"], req["min_sample"], shapes))
+    result.update(
+        matmul_peak(
+            torch.matmul,
+            lambda shape, dtype: torch.randn(shape, dtype=DTYPES[dtype], device=device),
+            lambda out: sync(),
+            req["dtypes"],
+            req["repeats"],
+            req["min_sample"],
+            shapes,
+        )
+    )
 else:
     result["configs"] = {}
     for config in req["configs"]:
@@ -40,6 +53,5 @@ else:
             optimizer.step()
             return loss
 
-        result["configs"][config["name"]] = time_steps(step, lambda out: out.item(), req["repeats"],
-                                                       req["min_sample"])
+        result["configs"][config["name"]] = time_steps(step, lambda out: out.item(), req["repeats"], req["min_sample"])
 answer(result)
