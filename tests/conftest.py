@@ -1,12 +1,43 @@
-"""Test configuration: float64 available, silent rank promotion an error, a shared hypothesis profile."""
+"""Test configuration: 64-bit mode per test, silent rank promotion an error, a shared hypothesis profile.
+
+JAX's 64-bit mode is off, as a user has it, unless a test needs float64: a test marked ``x64``, or one
+parametrized with a float64 dtype, runs with it on (`_x64_per_test`). A hypothesis test that draws its
+dtype turns it on in its body with ``helpers.x64_for(dtype)``. So every float32 path is tested with 64-bit
+mode off, and every float64 one with it on.
+"""
 
 import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-jax.config.update("jax_enable_x64", True)
+from mlp_jax.core.x64 import x64_mode
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def _is_float64(value) -> bool:
+    """A dtype, scalar type or dtype name that means float64 (``jnp.float64``, ``np.float64``, "float64")."""
+    if not isinstance(value, (str, type, np.dtype)):
+        return False
+    try:
+        return np.dtype(value) == np.float64
+    except TypeError:
+        return False
+
+
+def _wants_x64(item: pytest.Item) -> bool:
+    if item.get_closest_marker("x64") is not None:
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(_is_float64(value) for value in params.values())
+
+
+@pytest.fixture(autouse=True)
+def _x64_per_test(request):
+    with x64_mode(_wants_x64(request.node)):
+        yield
+
 
 settings.register_profile(
     "mlp", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]

@@ -9,6 +9,13 @@ import numpy as np
 from hypothesis import strategies as st
 
 import mlp_jax as mj
+from mlp_jax.core.x64 import x64_mode
+
+
+def x64_for(dtype):
+    """64-bit mode on for a float64 `dtype`, off otherwise: for hypothesis tests that draw their dtype."""
+    return x64_mode(np.dtype(dtype) == np.float64)
+
 
 LABEL_KINDS = ["mse", "softmax_int", "softmax_prob", "sigmoid_bce"]
 LOSS_OF_KIND = {

@@ -43,6 +43,7 @@ from mlp_jax.bench.peers import PEERS, digits_time_to_accuracy, memory_peaks, nu
 from mlp_jax.bench.report import KINDS, write_outputs
 from mlp_jax.bench.timing import INSTANCES, Case, calibrate, compare, now, ratio_ci95, sample, xla_analysis
 from mlp_jax.core.errors import UsageError
+from mlp_jax.core.x64 import x64_mode
 
 DTYPES = ("float32", "float64", "bfloat16")
 SOURCES = ("manual", "autodiff")
@@ -241,11 +242,7 @@ def jnp_dot_peak(
 def x64_for(dtype: str):
     """A context with JAX's 64-bit mode on for float64 and off otherwise: float32 and bfloat16 configs
     are timed as a user runs them (with it on, optax's adam counts in int64 and float64)."""
-    try:
-        from jax import enable_x64  # jax >= 0.7
-    except ImportError:
-        from jax.experimental import enable_x64
-    return enable_x64(dtype == "float64")
+    return x64_mode(dtype == "float64")
 
 
 class _Matmul(NamedTuple):

@@ -21,9 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class DerivativeError(ValueError):
-    """A hand-written derivative that does not match ``jax.grad``: says where and by how much."""
+from mlp_jax.core.errors import DerivativeError
 
 
 def verify_dtype() -> jnp.dtype:

@@ -35,16 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mlp_jax.core.errors import CheckpointError
 from mlp_jax.training import npz
 from mlp_jax.training.files import write_atomic
 
 FORMAT = "mlp-jax-checkpoint"
 VERSION = 1
 META_KEY = "__meta__"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be written or does not match what the caller expected."""
 
 
 def _leaf_name(i: int) -> str:

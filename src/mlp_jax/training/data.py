@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mlp_jax.core.errors import DataError
 from mlp_jax.training import npz
 
 TASKS = ("classification", "regression")
@@ -37,10 +38,6 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-class DataError(ValueError):
-    """A data set that cannot be loaded; the message names what was expected and what was given."""
 
 
 class Dataset(NamedTuple):

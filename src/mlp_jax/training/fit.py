@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from mlp_jax.core.activations import get_activation
-from mlp_jax.core.errors import UsageError
+from mlp_jax.core.errors import NonFiniteLoss, UsageError
 from mlp_jax.core.losses import get_loss, prepare_targets
 from mlp_jax.core.model import forward
 from mlp_jax.core.params import INITS, init_params
@@ -91,10 +91,6 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "diabetes": dict(hidden=(32,), lr=1e-2, epochs=100, batch_size=32),
     "mnist1d": dict(hidden=(256, 256), lr=3e-3, schedule="cosine", epochs=60, batch_size=128),
 }
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------- setup

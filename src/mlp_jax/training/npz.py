@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class NpzError(ValueError):
-    """The archive is not a plain .npz of numeric arrays; the message says which member and why."""
+from mlp_jax.core.errors import NpzError
 
 
 def check_members(path: Path) -> None:
