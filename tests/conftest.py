@@ -74,3 +74,10 @@ def restored_registries():
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+def pytest_addoption(parser, pluginmanager):
+    """``-n auto`` from pyproject's addopts, accepted and ignored when xdist is off (``-p no:xdist``)."""
+    if not pluginmanager.hasplugin("xdist"):
+        # pytest reserves lowercase short options for plugins; xdist registers its own -n the same way
+        parser.getgroup("xdist")._addoption("-n", dest="numprocesses", default=None, help="ignored: xdist is off")
