@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import optax
 
 import mlp_jax as mj
-from mlp_jax.training.steps import make_evaluate, make_fused_update
 
 x = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
 y = jnp.array([[0], [1], [1], [0]], jnp.float32)  # one sigmoid output: is it "1"?
@@ -19,9 +18,9 @@ def train(layer_sizes: list[int]) -> float:
     """Train with adam for 500 fused steps; return the accuracy on the four points."""
     params = mj.init_params(jax.random.key(0), layer_sizes, init="glorot_normal")
     optimizer = optax.adam(0.05)
-    train_500 = make_fused_update(optimizer, 500, activation="tanh", loss=loss)  # one compiled call
+    train_500 = mj.make_fused_update(optimizer, 500, activation="tanh", loss=loss)  # one compiled call
     params, _, losses = train_500(params, optimizer.init(params), x, y)
-    metrics = make_evaluate(activation="tanh", loss=loss)(params, x, y)
+    metrics = mj.make_evaluate(activation="tanh", loss=loss)(params, x, y)
     print(f"{layer_sizes!s:>10}: loss {losses[-1]:.4f}, accuracy {metrics['accuracy']:.0%}")
     return float(metrics["accuracy"])
 
