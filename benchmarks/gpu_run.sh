@@ -34,7 +34,7 @@ print("cpu-trial" if jax.default_backend() == "cpu" else name)  # never over the
 EOF
 ) || exit
 grid=$("$py" -c "
-from mlp_jax.bench import GRID
+from mlp_jax.bench.configs import GRID
 print(','.join(f'{d}x{w}x{b}:{t}' for t in ('float32', 'bfloat16') for d in GRID['depth']
                for w in GRID['width'] for b in GRID['batch']))") || exit
 flags=(--repeats "${REPEATS:-5}" --min-sample "${MIN_SAMPLE:-0.05}")

@@ -7,9 +7,13 @@ import json
 
 import pytest
 
+from mlp_jax.bench import configs as bench_configs
+from mlp_jax.bench import environment as bench_env
+from mlp_jax.bench import peaks as bench_peaks
 from mlp_jax.bench import peers as bench_peers
 from mlp_jax.bench import report as bench_report
 from mlp_jax.bench import run as bench
+from mlp_jax.bench import targets as bench_targets
 from mlp_jax.bench import timing as bench_timing
 from mlp_jax.cli.main import main
 
@@ -17,7 +21,12 @@ from mlp_jax.cli.main import main
 def test_matmul_flops_matches_a_hand_count():
     # sizes 3 -> 4 -> 2, batch 5: forward 2*5*(3*4) + 2*5*(4*2) = 120 + 80; dW the same; delta only for
     # the second layer (the first layer's input needs none): 2*5*(4*2) = 80.
-    assert bench.matmul_flops([3, 4, 2], 5) == {"forward": 200, "backward_dw": 200, "backward_delta": 80, "step": 480}
+    assert bench_configs.matmul_flops([3, 4, 2], 5) == {
+        "forward": 200,
+        "backward_dw": 200,
+        "backward_delta": 80,
+        "step": 480,
+    }
 
 
 @pytest.mark.parametrize(
@@ -26,11 +35,11 @@ def test_matmul_flops_matches_a_hand_count():
     ids=["standard", "grid", "dtype"],
 )
 def test_parse_config(spec, expected):
-    assert bench.parse_config(spec).sizes == expected
+    assert bench_configs.parse_config(spec).sizes == expected
 
 
 def test_tiny_run_writes_well_formed_outputs(tmp_path):
-    config = bench.parse_config("1x8x16")
+    config = bench_configs.parse_config("1x8x16")
     for stale in bench_report.PLOTS:  # a run before, with peaks and peers, into the same directory
         (tmp_path / stale).write_bytes(b"old")
     results = bench.run(
@@ -48,9 +57,9 @@ def test_tiny_run_writes_well_formed_outputs(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["environment"]["device"]["platform"] == results["environment"]["device"]["platform"]
     entry = saved["configs"]["1x8x16"]
-    assert entry["flops"]["step"] == bench.matmul_flops(config.sizes, config.batch)["step"]
+    assert entry["flops"]["step"] == bench_configs.matmul_flops(config.sizes, config.batch)["step"]
     for kind in ("grad", "sgd"):
-        for source in bench.SOURCES:
+        for source in bench_configs.SOURCES:
             m = entry[kind][source]
             assert m["step_s"]["min"] <= m["step_s"]["median"] <= m["step_s"]["max"]
             assert (
@@ -80,9 +89,9 @@ def test_float32_steps_are_timed_without_64_bit_mode():
     from mlp_jax.training.steps import make_update
 
     for spec, wide in (("1x8x16", False), ("1x8x16:float64", True)):
-        config = bench.parse_config(spec)
-        with bench.x64_for(config.dtype):
-            params, x, y = bench.make_problem(config)
+        config = bench_configs.parse_config(spec)
+        with bench_configs.x64_for(config.dtype):
+            params, x, y = bench_configs.make_problem(config)
             update = make_update(optax.adam(1e-3), activation="relu", loss=config.loss)
             hlo = update.lower(params, optax.adam(1e-3).init(params), x, y).compile().as_text()
         assert ("f64[" in hlo) is wide and jax.config.read("jax_enable_x64")  # the global setting is kept
@@ -117,7 +126,7 @@ def test_cli_run_lets_every_process_allocate_as_it_goes(tmp_path, monkeypatch, c
 
 
 def test_jnp_dot_peak_is_positive():
-    peak = bench.jnp_dot_peak(["float32"], min_sample=0.001, repeats=1, shapes=[(32, 32, 32)])
+    peak = bench_peaks.jnp_dot_peak(["float32"], min_sample=0.001, repeats=1, shapes=[(32, 32, 32)])
     assert peak["float32"]["gflops_per_s"] > 0
 
 
@@ -143,20 +152,20 @@ def test_step_matmuls_are_the_analytic_count(spec):
     from mlp_jax.core.matmul import choose_batch_parts, choose_layout
     from mlp_jax.training.steps import make_step
 
-    config = bench.parse_config(spec)
-    params, x, y = bench.make_problem(config)
+    config = bench_configs.parse_config(spec)
+    params, x, y = bench_configs.make_problem(config)
     optimizer = optax.sgd(0.01)
     step = make_step(optimizer, activation="relu", loss=config.loss)
-    matmuls = bench.step_matmuls(step, params, optimizer.init(params), x, y)
+    matmuls = bench_peaks.step_matmuls(step, params, optimizer.init(params), x, y)
     layers = len(config.sizes) - 1
     parts = choose_batch_parts("auto", choose_layout("auto", config.sizes, config.batch, "float32"), config.batch)
     assert len(matmuls) == parts * (3 * layers - 1)  # per part: forward and dW every layer, delta all but the first
-    assert sum(m.flops for m in matmuls) == bench.matmul_flops(config.sizes, config.batch)["step"]
+    assert sum(m.flops for m in matmuls) == bench_configs.matmul_flops(config.sizes, config.batch)["step"]
 
 
 def test_side_by_side_peak_compares_like_with_like():
-    config = bench.parse_config("1x8x16")
-    side = bench.side_by_side_peak(config, repeats=2, min_sample=0.001, shapes=((16, 8, 8), (8, 8, 8)))
+    config = bench_configs.parse_config("1x8x16")
+    side = bench_peaks.side_by_side_peak(config, repeats=2, min_sample=0.001, shapes=((16, 8, 8), (8, 8, 8)))
     assert set(side["jnp_dot_gflops_per_s"]) == {"16x8x8", "8x8x8"}
     assert side["step_gflops_per_s"] > 0 and all(v > 0 for v in side["jnp_dot_gflops_per_s"].values())
     assert side["fraction_of_jnp_dot"] == pytest.approx(
@@ -165,10 +174,10 @@ def test_side_by_side_peak_compares_like_with_like():
     assert side["matmul_count"] >= 1 and side["matmuls_alone_s"] > 0
     assert side["step_over_matmuls_alone"] == pytest.approx(side["step_s"] / side["matmuls_alone_s"])
     assert "matmuls alone" in bench_report.markdown(
-        {"environment": bench.environment(), "settings": {}, "configs": {}, "peak_side_by_side": side}
+        {"environment": bench_env.environment(), "settings": {}, "configs": {}, "peak_side_by_side": side}
     )
     results = {"configs": {}, "peak_side_by_side": side}
-    (target,) = [t for t in bench.check_targets(results) if "side by side" in t["target"]]
+    (target,) = [t for t in bench_targets.check_targets(results) if "side by side" in t["target"]]
     assert target["met"] == (side["fraction_of_jnp_dot"] >= 0.95)
 
 
@@ -188,7 +197,7 @@ def test_donation_target_reads_the_device_memory_where_measured(device_bytes, tr
     if train_bytes:
         donate["device_train_peak_bytes"], keep["device_train_peak_bytes"] = (n << 20 for n in train_bytes)
     results = {"configs": {}, "memory_peak": {"config": "large", "donate": donate, "no_donation": keep}}
-    (target,) = [t for t in bench.check_targets(results) if "donation" in t["target"]]
+    (target,) = [t for t in bench_targets.check_targets(results) if "donation" in t["target"]]
     assert f"peak {where} memory" in target["target"] and target["met"] is met
     assert ("not seen" in str(target["value"])) == (device_bytes is not None and train_bytes is None)
 
@@ -198,15 +207,17 @@ def test_peers_table_says_where_each_library_ran():
         "mlp_jax": {"version": "0.1.0", "device": "gpu", "configs": {"large": {"step_s": {"median": 0.01}}}},
         "torch": {"version": "2.x", "device": "cpu", "configs": {"large": {"step_s": {"median": 0.4}}}},
     }
-    text = bench_report.markdown({"environment": bench.environment(), "settings": {}, "configs": {}, "peers": peers})
+    text = bench_report.markdown(
+        {"environment": bench_env.environment(), "settings": {}, "configs": {}, "peers": peers}
+    )
     assert "| library | version | device | large |" in text
     assert "| mlp_jax | 0.1.0 | gpu | 100.0 (10) |" in text and "| torch | 2.x | cpu |" in text
 
 
 def test_peak_shapes_grow_on_an_accelerator():
-    assert bench.peak_shapes_for("cpu") == bench.PEAK_SHAPES
-    assert bench.peak_shapes_for("cpu", quick=True) == bench.PEAK_SHAPES[::2]
-    assert bench.peak_shapes_for("gpu")[-1] == (8192, 8192, 8192)
+    assert bench_peaks.peak_shapes_for("cpu") == bench_peaks.PEAK_SHAPES
+    assert bench_peaks.peak_shapes_for("cpu", quick=True) == bench_peaks.PEAK_SHAPES[::2]
+    assert bench_peaks.peak_shapes_for("gpu")[-1] == (8192, 8192, 8192)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +237,7 @@ def test_practical_peak_is_measured_on_the_same_device(platform, torch_device, p
             "torch": {"device": torch_device, "float32": {"gflops_per_s": 200.0}},
         },
     }
-    assert bench._practical_peak(results, "float32") == (250.0, practical)
+    assert bench_targets.practical_peak(results, "float32") == (250.0, practical)
 
 
 def test_pytorch_target_needs_both_libraries_on_the_same_device():
@@ -236,14 +247,14 @@ def test_pytorch_target_needs_both_libraries_on_the_same_device():
             "torch": {"device": torch_device, "configs": {"large": {"step_s": {"median": 0.4}}}},
         }
         results = {"configs": {}, "peers": peers}
-        (target,) = [t for t in bench.check_targets(results) if "PyTorch" in t["target"]]
+        (target,) = [t for t in bench_targets.check_targets(results) if "PyTorch" in t["target"]]
         return target
 
     assert targets("cpu", "cpu")["met"] is True and targets("gpu", "cuda")["value"] == 0.25
     mixed = targets("gpu", "cpu")  # a CPU-only PyTorch beside JAX on a GPU
     assert mixed["met"] is None and "not comparable" in mixed["value"]
     text = bench_report.markdown(
-        {"environment": bench.environment(), "settings": {}, "configs": {}, "targets": [mixed]}
+        {"environment": bench_env.environment(), "settings": {}, "configs": {}, "targets": [mixed]}
     )
     assert "| not measured |" in text
 
@@ -257,11 +268,11 @@ def test_failed_peer_and_digits_rounds_are_kept(monkeypatch):
         ]
     )
     monkeypatch.setattr(bench_peers, "run_worker", lambda script, request, **kw: next(answers))
-    out = bench_peers.run_peers([bench.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
+    out = bench_peers.run_peers([bench_configs.STANDARD["small"]], ["torch"], rounds=3, repeats=1, min_sample=0.01)
     assert out["torch"]["configs"]["small"]["step_s"]["median"] == 0.3  # the good rounds only
     assert out["torch"]["errors"] == [{"error": "Segmentation fault", "returncode": -11}]
     assert "Failed rounds" in bench_report.markdown(
-        {"environment": bench.environment(), "settings": {}, "configs": {}, "peers": out}
+        {"environment": bench_env.environment(), "settings": {}, "configs": {}, "peers": out}
     )
 
     runs = iter(
@@ -294,7 +305,7 @@ def test_ratio_targets_carry_their_noise():
             }
         }
     }
-    targets = bench.check_targets(results)
+    targets = bench_targets.check_targets(results)
     (ratio,) = [t for t in targets if "manual / autodiff" in t["target"]]
     assert ratio == {
         "target": "small sgd: manual / autodiff step time <= 1.00",
@@ -304,7 +315,7 @@ def test_ratio_targets_carry_their_noise():
         "ci95": [0.991, 1.021],
     }
     text = bench_report.markdown(
-        {"environment": bench.environment(), "settings": {}, "configs": {}, "targets": targets}
+        {"environment": bench_env.environment(), "settings": {}, "configs": {}, "targets": targets}
     )
     assert (
         "| small sgd: manual / autodiff step time <= 1.00 | 1.004 (A/A 1.031; 95 % CI 0.991-1.021) | **no** |" in text

@@ -105,7 +105,7 @@ def main() -> None:
     import jax
     import optax
 
-    from mlp_jax.bench.run import make_problem, parse_config
+    from mlp_jax.bench.configs import make_problem, parse_config
     from mlp_jax.training.steps import make_update
 
     config = parse_config(args.config)

@@ -7,9 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from mlp_jax.bench.configs import KINDS
 from mlp_jax.training.files import save_figure, write_text
-
-KINDS = ("grad", "sgd", "adam", "fused")  # what `mlp-jax bench` times per config, in report order
 
 
 def _ms(seconds: float) -> str:

@@ -9,8 +9,10 @@ import sys
 import time
 from pathlib import Path
 
+from mlp_jax.bench.configs import QUICK_GRID, STANDARD, grid_configs, parse_config
+from mlp_jax.bench.peaks import peak_shapes_for
 from mlp_jax.bench.peers import PEERS
-from mlp_jax.bench.run import QUICK_GRID, STANDARD, grid_configs, parse_config, peak_shapes_for, run
+from mlp_jax.bench.run import run
 from mlp_jax.core.errors import UsageError
 
 

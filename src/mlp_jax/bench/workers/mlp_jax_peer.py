@@ -10,7 +10,7 @@ import optax
 from _common import answer, request, time_steps
 
 import mlp_jax as mj
-from mlp_jax.bench.run import Config, make_problem
+from mlp_jax.bench.configs import Config, make_problem
 from mlp_jax.training.steps import init_train_state, make_evaluate, make_train_epoch, make_update
 
 req = request()
@@ -18,7 +18,7 @@ result = {"version": mj.__version__, "device": jax.default_backend()}
 
 
 def problem(config: dict):
-    """The same problem the in-process benchmark times (`mlp_jax.bench.run.make_problem`)."""
+    """The same problem the in-process benchmark times (`mlp_jax.bench.configs.make_problem`)."""
     return make_problem(Config(**config))
 
 
