@@ -13,12 +13,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mlp_jax.bench.configs import Config
 from mlp_jax.bench.timing import summary
-
-if TYPE_CHECKING:
-    from mlp_jax.bench.run import Config
 
 PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
 WORKER_DIR = Path(__file__).resolve().parent / "workers"  # run by path, so a worker imports only its own library
