@@ -31,9 +31,30 @@ def _peak_cell(entry: dict) -> str:
     return f"{entry['gflops_per_s']:.1f}"
 
 
+def _mib(n) -> str:
+    return f"{n / 2**20:.2f}" if n is not None else "-"
+
+
 def markdown(results: dict) -> str:
-    env = results["environment"]
+    """``results.md``: the run's header, then a section per measurement these results hold, the targets last."""
     lines = [
+        *_header(results),
+        *_peaks_section(results.get("peaks")),
+        *_steps_table(results["configs"]),
+        *_side_by_side_section(results.get("peak_side_by_side")),
+        *_flops_and_memory_table(results["configs"]),
+        *_memory_section(results.get("memory_peak")),
+        *_peers_section(results.get("peers")),
+        *_digits_section(results.get("digits")),
+        *_targets_section(results.get("targets")),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _header(results: dict) -> list[str]:
+    """The title, where and when the run ran, and how to read the tables."""
+    env = results["environment"]
+    return [
         "# mlp-jax benchmark",
         "",
         f"{env['date_utc']}; device {env['device']['platform']} ({env['device']['kind']}); CPU {env['cpu']}, "
@@ -51,21 +72,31 @@ def markdown(results: dict) -> str:
         "training step.",
         "",
     ]
-    if "peaks" in results:
-        dtypes = [d for d, e in results["peaks"].get("jnp_dot", {}).items() if isinstance(e, dict)]  # measured
-        lines += [
-            "## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)",
-            "",
-            "| source | " + " | ".join(dtypes) + " | note |",
-            "|---|" + "---|" * (len(dtypes) + 1),
-        ]
-        for lib, entry in results["peaks"].items():
-            cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in dtypes]
-            note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
-            note += f" on {entry['device']}" if entry.get("device") else ""
-            lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
-        lines.append("")
-    lines += [
+
+
+def _peaks_section(peaks: dict | None) -> list[str]:
+    """The matmul peaks per library and dtype (none without --no-peaks' measurements)."""
+    if peaks is None:
+        return []
+    dtypes = [d for d, e in peaks.get("jnp_dot", {}).items() if isinstance(e, dict)]  # measured
+    lines = [
+        "## Matmul peaks (GFLOP/s; jnp.dot: the best of the start and the end of the run)",
+        "",
+        "| source | " + " | ".join(dtypes) + " | note |",
+        "|---|" + "---|" * (len(dtypes) + 1),
+    ]
+    for lib, entry in peaks.items():
+        cells = [_peak_cell(entry[d]) if isinstance(entry.get(d), dict) else "-" for d in dtypes]
+        note = entry.get("blas", entry.get("version", entry.get("error", entry.get("skipped", ""))))
+        note += f" on {entry['device']}" if entry.get("device") else ""
+        lines.append(f"| {lib} | " + " | ".join(cells) + f" | {note} |")
+    lines.append("")
+    return lines
+
+
+def _steps_table(configs: dict) -> list[str]:
+    """Every config's steps: manual and autodiff times, their ratio and A/A, compile times, GFLOP/s and peaks."""
+    lines = [
         "## Manual backprop vs autodiff",
         "",
         "| config | dtype | kind | manual | autodiff | ratio | A/A | compile s (m/a) | GFLOP/s (m) | "
@@ -73,7 +104,7 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     nan = float("nan")
-    for name, entry in results["configs"].items():
+    for name, entry in configs.items():
         for kind in KINDS:
             if kind not in entry:
                 continue
@@ -87,28 +118,38 @@ def markdown(results: dict) -> str:
                 f"{_pct(m.get('fraction_of_practical_peak'))} | "
                 f"{'-'.join(str(v) for v in entry.get('load_average', []))} |"
             )
-    side = results.get("peak_side_by_side")
-    if side:
-        dots = ", ".join(f"{name} {v:.1f}" for name, v in side["jnp_dot_gflops_per_s"].items())
+    return lines
+
+
+def _side_by_side_section(side: dict | None) -> list[str]:
+    """The large step against jnp.dot and against its own matmuls alone, all timed side by side."""
+    if not side:
+        return []
+    dots = ", ".join(f"{name} {v:.1f}" for name, v in side["jnp_dot_gflops_per_s"].items())
+    lines = [
+        "",
+        f"## `{side['config']}` sgd step and jnp.dot timed side by side ({side['dtype']}, medians of "
+        "alternating samples)",
+        "",
+        f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
+        f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot.",
+    ]
+    if "matmuls_alone_s" in side:
         lines += [
             "",
-            f"## `{side['config']}` sgd step and jnp.dot timed side by side ({side['dtype']}, medians of "
-            "alternating samples)",
-            "",
-            f"Manual sgd step {side['step_gflops_per_s']:.1f} GFLOP/s; jnp.dot {dots} GFLOP/s; the step is "
-            f"{100 * side['fraction_of_jnp_dot']:.1f} % of the best dot.",
+            f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
+            f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
+            f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
+            f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
+            f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
+            "the work between them (bias, activation, masks, loss, optimizer, transposes).",
         ]
-        if "matmuls_alone_s" in side:
-            lines += [
-                "",
-                f"The step's own {side['matmul_count']} matmuls alone (same shapes and contractions, "
-                f"nothing between them): {side['matmuls_alone_s'] * 1e3:.4g} ms, "
-                f"{side['matmuls_alone_gflops_per_s']:.1f} GFLOP/s = "
-                f"{100 * side['matmuls_alone_fraction_of_jnp_dot']:.1f} % of the best dot; the step takes "
-                f"{side['step_s'] * 1e3:.4g} ms, {side['step_over_matmuls_alone']:.3f}x its matmuls: the rest is "
-                "the work between them (bias, activation, masks, loss, optimizer, transposes).",
-            ]
-    lines += [
+    return lines
+
+
+def _flops_and_memory_table(configs: dict) -> list[str]:
+    """Every compiled step's FLOPs (analytic and XLA's) and XLA's buffer sizes, with and without donation."""
+    lines = [
         "",
         "## FLOPs and memory per compiled step (manual / autodiff)",
         "",
@@ -116,8 +157,7 @@ def markdown(results: dict) -> str:
         "output MiB | alias MiB (m/a) | temp MiB, no donation |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    mib = lambda n: f"{n / 2**20:.2f}" if n is not None else "-"
-    for name, entry in results["configs"].items():
+    for name, entry in configs.items():
         for kind in KINDS:
             if kind not in entry:
                 continue
@@ -127,86 +167,113 @@ def markdown(results: dict) -> str:
             mm, am = m.get("memory") or {}, a.get("memory") or {}
             plain = (entry[kind].get("manual_no_donation") or {}).get("memory") or {}
             lines.append(
-                f"| {name} | {kind} | {analytic / 1e9:.4g} | {xla} | {mib(mm.get('temp'))}/{mib(am.get('temp'))} | "
-                f"{mib(mm.get('argument'))} | {mib(mm.get('output'))} | "
-                f"{mib(mm.get('alias'))}/{mib(am.get('alias'))} | "
-                f"{mib(plain.get('temp')) if plain else '-'} |"
+                f"| {name} | {kind} | {analytic / 1e9:.4g} | {xla} | {_mib(mm.get('temp'))}/{_mib(am.get('temp'))} | "
+                f"{_mib(mm.get('argument'))} | {_mib(mm.get('output'))} | "
+                f"{_mib(mm.get('alias'))}/{_mib(am.get('alias'))} | "
+                f"{_mib(plain.get('temp')) if plain else '-'} |"
             )
-    mem = results.get("memory_peak")
-    if mem:
-        lines += [
-            "",
-            f"## Peak process memory, adam training on `{mem['config']}` (own processes, "
-            f"{mem.get('malloc', 'malloc as the run')})",
-            "",
-            "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
-            "|---|---|---|---|",
-        ]
-        for key in ("donate", "no_donation"):
-            e = mem.get(key, {})
-            if "rss_peak_bytes" in e:
-                device = f" (device peak {mib(e['device_peak_bytes'])} MiB)" if e.get("device_peak_bytes") else ""
-                lines.append(
-                    f"| {key} | {mib(e['rss_start_bytes'])} | {mib(e['rss_peak_bytes'])} | "
-                    f"{mib(e['train_peak_bytes'])}{device} |"
-                )
-            else:
-                lines.append(f"| {key} | {e} | | |")
-    if results.get("peers"):
-        names = list(dict.fromkeys(c for p in results["peers"].values() for c in p.get("configs", {})))
-        lines += [
-            "",
-            "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)",
-            "",
-            "| library | version | device | " + " | ".join(names) + " |",
-            "|---|---|---|" + "---|" * len(names),
-        ]
-        for peer, entry in results["peers"].items():
-            if "configs" not in entry:
-                lines.append(f"| {peer} | {entry} | |" + " |" * len(names))
-                continue
-            cells = []
-            for n in names:
-                c = entry["configs"].get(n)
-                cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
+    return lines
+
+
+def _memory_section(mem: dict | None) -> list[str]:
+    """The peak RSS (and device peak) of adam training with and without donation."""
+    if not mem:
+        return []
+    lines = [
+        "",
+        f"## Peak process memory, adam training on `{mem['config']}` (own processes, "
+        f"{mem.get('malloc', 'malloc as the run')})",
+        "",
+        "| donation | RSS before training MiB | peak RSS MiB | training peak above start MiB |",
+        "|---|---|---|---|",
+    ]
+    for key in ("donate", "no_donation"):
+        e = mem.get(key, {})
+        if "rss_peak_bytes" in e:
+            device = f" (device peak {_mib(e['device_peak_bytes'])} MiB)" if e.get("device_peak_bytes") else ""
             lines.append(
-                f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | " + " | ".join(cells) + " |"
+                f"| {key} | {_mib(e['rss_start_bytes'])} | {_mib(e['rss_peak_bytes'])} | "
+                f"{_mib(e['train_peak_bytes'])}{device} |"
             )
-        failed = {peer: len(e["errors"]) for peer, e in results["peers"].items() if e.get("errors")}
-        if failed:
-            lines += [
-                "",
-                "Failed rounds (left out of the medians; their errors are in results.json): "
-                + ", ".join(f"{peer} {n}" for peer, n in failed.items())
-                + ".",
-            ]
-    if results.get("digits"):
+        else:
+            lines.append(f"| {key} | {e} | | |")
+    return lines
+
+
+def _peers_section(peers: dict | None) -> list[str]:
+    """Each peer library's sgd steps per second per config, and how many of its rounds failed."""
+    if not peers:
+        return []
+    names = list(dict.fromkeys(c for p in peers.values() for c in p.get("configs", {})))
+    lines = [
+        "",
+        "## Peers: one sgd step, each library in its own process (steps/s, median; ms in brackets)",
+        "",
+        "| library | version | device | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for peer, entry in peers.items():
+        if "configs" not in entry:
+            lines.append(f"| {peer} | {entry} | |" + " |" * len(names))
+            continue
+        cells = []
+        for n in names:
+            c = entry["configs"].get(n)
+            cells.append(f"{1 / c['step_s']['median']:.1f} ({_ms(c['step_s']['median'])})" if c else "-")
+        lines.append(f"| {peer} | {entry.get('version')} | {entry.get('device', '-')} | " + " | ".join(cells) + " |")
+    failed = {peer: len(e["errors"]) for peer, e in peers.items() if e.get("errors")}
+    if failed:
         lines += [
             "",
-            "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)",
-            "",
-            "| library | seconds (median) | each round | epochs | final test accuracy |",
-            "|---|---|---|---|---|",
+            "Failed rounds (left out of the medians; their errors are in results.json): "
+            + ", ".join(f"{peer} {n}" for peer, n in failed.items())
+            + ".",
         ]
-        for lib, e in results["digits"].items():
-            if "seconds" in e:
-                rounds = ", ".join(f"{v:.2f}" for v in e.get("seconds_samples", [e["seconds"]]))
-                failed = f"; {len(e['errors'])} failed" if e.get("errors") else ""
-                lines.append(f"| {lib} | {e['seconds']:.2f} | {rounds}{failed} | {e['epochs']} | {e['accuracy']:.3f} |")
-            else:
-                lines.append(f"| {lib} | {e} | | | |")
-    if results.get("targets"):
-        lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-        verdict = {True: "yes", False: "**no**", None: "not measured"}
+    return lines
 
-        def context(t: dict) -> str:  # the noise beside a ratio
-            parts = ([f"A/A {t['noise_floor']}"] if "noise_floor" in t else []) + (
-                [f"95 % CI {t['ci95'][0]}-{t['ci95'][1]}"] if "ci95" in t else []
-            )
-            return f" ({'; '.join(parts)})" if parts else ""
 
-        lines += [f"| {t['target']} | {t['value']}{context(t)} | {verdict[t['met']]} |" for t in results["targets"]]
-    return "\n".join(lines) + "\n"
+def _digits_section(digits: dict | None) -> list[str]:
+    """Seconds to 95 % test accuracy on digits per library, every round's and the median."""
+    if not digits:
+        return []
+    lines = [
+        "",
+        "## Time to 95% test accuracy on digits (64-64 MLP, adam, batch 128, own processes)",
+        "",
+        "| library | seconds (median) | each round | epochs | final test accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for lib, e in digits.items():
+        if "seconds" in e:
+            rounds = ", ".join(f"{v:.2f}" for v in e.get("seconds_samples", [e["seconds"]]))
+            failed = f"; {len(e['errors'])} failed" if e.get("errors") else ""
+            lines.append(f"| {lib} | {e['seconds']:.2f} | {rounds}{failed} | {e['epochs']} | {e['accuracy']:.3f} |")
+        else:
+            lines.append(f"| {lib} | {e} | | | |")
+    return lines
+
+
+def _target_context(t: dict) -> str:
+    """The noise beside a ratio target: its A/A and its interval, where it has them."""
+    parts = ([f"A/A {t['noise_floor']}"] if "noise_floor" in t else []) + (
+        [f"95 % CI {t['ci95'][0]}-{t['ci95'][1]}"] if "ci95" in t else []
+    )
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _targets_section(targets: list | None) -> list[str]:
+    """Every target with its measured value and whether it is met."""
+    if not targets:
+        return []
+    verdict = {True: "yes", False: "**no**", None: "not measured"}
+    return [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *(f"| {t['target']} | {t['value']}{_target_context(t)} | {verdict[t['met']]} |" for t in targets),
+    ]
 
 
 PLOTS = ("manual_vs_autodiff.png", "fraction_of_peak.png", "peers_steps_per_s.png")

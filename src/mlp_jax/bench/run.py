@@ -55,61 +55,75 @@ from mlp_jax.bench.targets import add_peak_fractions, check_targets
 from mlp_jax.bench.timing import INSTANCES, Case, compare, now, ratio_ci95, xla_analysis
 
 
-def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequence[str]) -> dict[str, Any]:
-    """Time `kinds` (a subset of grad, sgd, adam, fused) for both gradient sources on one config."""
-    import jax
-    import optax
+class _Steps:
+    """The functions `bench_config` times on one config, and fresh arguments for them."""
 
-    from mlp_jax.training.steps import gradient_fn, make_fused_update, make_update
+    def __init__(self, config: Config):
+        import optax
 
-    params, x, y = make_problem(config)
-    common = dict(activation="relu", loss=config.loss)
-    optimizers = {"sgd": optax.sgd(0.01), "adam": optax.adam(1e-3), "fused": optax.sgd(0.01)}
-    flops = matmul_flops(config.sizes, config.batch)
-    result: dict[str, Any] = {"config": config._asdict(), "flops": flops}
+        self.config = config
+        self.params, self.x, self.y = make_problem(config)
+        self.optimizers = {"sgd": optax.sgd(0.01), "adam": optax.adam(1e-3), "fused": optax.sgd(0.01)}
 
-    def args_for(kind: str) -> tuple:
+    def args_for(self, kind: str) -> tuple:
         """Fresh arguments: an update donates its params and optimizer state."""
         if kind == "grad":
-            return params, x, y
-        p = copy_tree(params)
-        return p, optimizers[kind].init(p), x, y
+            return self.params, self.x, self.y
+        p = copy_tree(self.params)
+        return p, self.optimizers[kind].init(p), self.x, self.y
 
-    def make(kind: str, source: str):
+    def make(self, kind: str, source: str, *, donate: bool = True):
         """One separately jitted instance of `kind` with the gradient from `source`."""
-        if kind == "grad":
-            return jax.jit(gradient_fn(source, **common))
-        if kind == "fused":
-            return make_fused_update(optimizers[kind], config.fused_steps, grad=source, losses="last", **common)
-        return make_update(optimizers[kind], grad=source, **common)
+        import jax
 
+        from mlp_jax.training.steps import gradient_fn, make_fused_update, make_update
+
+        loss, steps = self.config.loss, self.config.fused_steps
+        if kind == "grad":
+            return jax.jit(gradient_fn(source, activation="relu", loss=loss))
+        if kind == "fused":
+            return make_fused_update(
+                self.optimizers[kind], steps, grad=source, losses="last", activation="relu", loss=loss
+            )
+        return make_update(self.optimizers[kind], grad=source, donate=donate, activation="relu", loss=loss)
+
+
+def bench_config(config: Config, *, repeats: int, min_sample: float, kinds: Sequence[str]) -> dict[str, Any]:
+    """Time `kinds` (a subset of grad, sgd, adam, fused) for both gradient sources on one config."""
+    steps = _Steps(config)
+    flops = matmul_flops(config.sizes, config.batch)
+    result: dict[str, Any] = {"config": config._asdict(), "flops": flops}
     for kind in kinds:
-        carry, steps = (0, 1) if kind == "grad" else (2, config.fused_steps if kind == "fused" else 1)
-        cases = {
-            source: [
-                Case(make(kind, source), args_for(kind), carry=carry, steps_per_call=steps) for _ in range(INSTANCES)
-            ]
-            for source in SOURCES
-        }
-        jitted = {source: cases[source][0].fn for source in SOURCES}
-        timed = compare(cases, repeats, min_sample)
-        # A/A: the manual function's two instances against each other, the noise floor of the ratio
-        first, second = timed["manual"]["instance_medians_s"][:2]
-        timed["noise_floor_ratio"] = first / second
-        for source in SOURCES:
-            # cost_analysis counts a scan's body once, so for "fused" it is already per step
-            timed[source].update(xla_analysis(jitted[source], args_for(kind)))
-            timed[source]["gflops_per_s"] = flops["step"] / timed[source]["step_s"]["median"] / 1e9
-        if kind in ("sgd", "adam"):  # the same step without donation: XLA's buffer sizes only
-            plain = make_update(optimizers[kind], grad="manual", donate=False, **common)
-            timed["manual_no_donation"] = xla_analysis(plain, args_for(kind))
-        timed["ratio_manual_over_autodiff"] = (
-            timed["manual"]["step_s"]["median"] / timed["autodiff"]["step_s"]["median"]
-        )
-        pooled = [list(itertools.chain.from_iterable(timed[s]["instance_samples_s"])) for s in SOURCES]
-        timed["ratio_ci95"] = ratio_ci95(*pooled)
-        result[kind] = timed
+        result[kind] = _time_kind(steps, kind, flops["step"], repeats=repeats, min_sample=min_sample)
     return result
+
+
+def _time_kind(steps: _Steps, kind: str, step_flops: int, *, repeats: int, min_sample: float) -> dict[str, Any]:
+    """Both gradient sources of one kind timed alternately (`compare`), with XLA's view of each, the A/A
+    ratio, the manual / autodiff ratio of medians and its bootstrap interval."""
+    carry, per_call = (0, 1) if kind == "grad" else (2, steps.config.fused_steps if kind == "fused" else 1)
+    cases = {
+        source: [
+            Case(steps.make(kind, source), steps.args_for(kind), carry=carry, steps_per_call=per_call)
+            for _ in range(INSTANCES)
+        ]
+        for source in SOURCES
+    }
+    jitted = {source: cases[source][0].fn for source in SOURCES}
+    timed = compare(cases, repeats, min_sample)
+    # A/A: the manual function's two instances against each other, the noise floor of the ratio
+    first, second = timed["manual"]["instance_medians_s"][:2]
+    timed["noise_floor_ratio"] = first / second
+    for source in SOURCES:
+        # cost_analysis counts a scan's body once, so for "fused" it is already per step
+        timed[source].update(xla_analysis(jitted[source], steps.args_for(kind)))
+        timed[source]["gflops_per_s"] = step_flops / timed[source]["step_s"]["median"] / 1e9
+    if kind in ("sgd", "adam"):  # the same step without donation: XLA's buffer sizes only
+        timed["manual_no_donation"] = xla_analysis(steps.make(kind, "manual", donate=False), steps.args_for(kind))
+    timed["ratio_manual_over_autodiff"] = timed["manual"]["step_s"]["median"] / timed["autodiff"]["step_s"]["median"]
+    manual, autodiff = ([*itertools.chain.from_iterable(timed[s]["instance_samples_s"])] for s in SOURCES)
+    timed["ratio_ci95"] = ratio_ci95(manual, autodiff)
+    return timed
 
 
 def run(
@@ -130,7 +144,9 @@ def run(
     plots: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Measure everything for `configs` and write results.json, results.md and plots into `out`."""
+    """Measure everything for `configs` and write results.json, results.md and plots into `out`: the
+    matmul peaks, every config's steps, the peaks again, the side-by-side peak, memory, peers, digits,
+    then the targets. Each step is skipped where its flag says so."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "environment": environment(),
@@ -142,29 +158,12 @@ def run(
     dtypes = sorted({c.dtype for c in configs}, key=DTYPES.index)
     if peaks:
         log("matmul peaks: jnp.dot, numpy, torch")
-        results["peaks"] = {"jnp_dot": jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)}
-        request = {"dtypes": dtypes, "min_sample": min_sample, "repeats": 3, "shapes": [list(s) for s in peak_shapes]}
-        cpu_shapes = [list(s) for s in peak_shapes if s not in ACCELERATOR_PEAK_SHAPES]  # the host needs no more
-        results["peaks"]["numpy"] = run_worker("numpy_peak.py", dict(request, shapes=cpu_shapes), env=numpy_env())
-        results["peaks"]["torch"] = run_worker(
-            "torch_peer.py", dict(request, mode="peak", device=torch_device, cpu_shapes=cpu_shapes)
-        )
-    results["configs"] = {}
-    for config in configs:
-        log(f"config {config.name}: sizes {list(config.sizes)} batch {config.batch} {config.dtype}")
-        load = load_average()
-        with x64_for(config.dtype):
-            results["configs"][config.name] = bench_config(
-                config, repeats=repeats, min_sample=min_sample, kinds=kinds_for(config)
-            )
-        results["configs"][config.name]["load_average"] = [load, load_average()]  # before, after
-        results["configs"][config.name]["jax_enable_x64"] = config.dtype == "float64"
+        results["peaks"] = _matmul_peaks(dtypes, min_sample=min_sample, shapes=peak_shapes, torch_device=torch_device)
+    results["configs"] = _time_configs(configs, repeats=repeats, min_sample=min_sample, kinds_for=kinds_for, log=log)
     if peaks:  # again at the end: the best of both, as other work on the machine comes and goes
         log("matmul peak of jnp.dot, again")
         again = jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=peak_shapes)
-        for dtype, entry in results["peaks"]["jnp_dot"].items():
-            entry["gflops_per_s_start"], entry["gflops_per_s_end"] = entry["gflops_per_s"], again[dtype]["gflops_per_s"]
-            entry["gflops_per_s"] = max(entry["gflops_per_s"], again[dtype]["gflops_per_s"])
+        _keep_best_peak(results["peaks"]["jnp_dot"], again)
     for config in configs:
         add_peak_fractions(results, config.name)
     large = [c for c in configs if c.name == "large"]
@@ -180,23 +179,74 @@ def run(
     standard = [STANDARD[name] for name in peer_configs]
     if peers and standard:
         log(f"peers: {', '.join(peers)} x {peer_rounds} rounds")
-        load = load_average()
-        results["peers"] = run_peers(
-            standard,
-            peers,
-            rounds=peer_rounds,
-            repeats=max(3, repeats // 2),
-            min_sample=min_sample,
-            torch_device=torch_device,
-        )
-        results["peers_load_average"] = [load, load_average()]  # before, after
+        peer_repeats = max(3, repeats // 2)
+        results.update(_peer_steps(standard, peers, peer_rounds, peer_repeats, min_sample, torch_device))
     if digits:
         log(f"digits: time to 95% test accuracy, mlp-jax vs sklearn MLPClassifier x {peer_rounds} rounds")
-        load = load_average()
-        results["digits"] = digits_time_to_accuracy(0.95, 100, rounds=peer_rounds)
-        results["digits_load_average"] = [load, load_average()]
+        results.update(_digits(peer_rounds))
     results["targets"] = check_targets(results)
     results["wall_s"] = now() - started
     write_outputs(results, out, plots=plots)
     log(f"wrote {out / 'results.json'}, {out / 'results.md'} in {results['wall_s']:.0f} s")
     return results
+
+
+def _matmul_peaks(
+    dtypes: Sequence[str], *, min_sample: float, shapes: Sequence[tuple[int, int, int]], torch_device: str
+) -> dict[str, Any]:
+    """The matmul peaks of jnp.dot (here), numpy and PyTorch (each in its own process), per dtype."""
+    peaks = {"jnp_dot": jnp_dot_peak(dtypes, min_sample=min_sample, repeats=3, shapes=shapes)}
+    request = {"dtypes": dtypes, "min_sample": min_sample, "repeats": 3, "shapes": [list(s) for s in shapes]}
+    cpu_shapes = [list(s) for s in shapes if s not in ACCELERATOR_PEAK_SHAPES]  # the host needs no more
+    peaks["numpy"] = run_worker("numpy_peak.py", dict(request, shapes=cpu_shapes), env=numpy_env())
+    peaks["torch"] = run_worker("torch_peer.py", dict(request, mode="peak", device=torch_device, cpu_shapes=cpu_shapes))
+    return peaks
+
+
+def _keep_best_peak(jnp_dot: dict[str, Any], again: dict[str, Any]) -> None:
+    """jnp.dot's peak per dtype: the best of the start's and the end's, both kept beside it."""
+    for dtype, entry in jnp_dot.items():
+        entry["gflops_per_s_start"], entry["gflops_per_s_end"] = entry["gflops_per_s"], again[dtype]["gflops_per_s"]
+        entry["gflops_per_s"] = max(entry["gflops_per_s"], again[dtype]["gflops_per_s"])
+
+
+def _time_configs(
+    configs: Sequence[Config],
+    *,
+    repeats: int,
+    min_sample: float,
+    kinds_for: Callable[[Config], Sequence[str]],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """`bench_config` on every config, each in the 64-bit mode its dtype needs, with the load average
+    before and after."""
+    timed = {}
+    for config in configs:
+        log(f"config {config.name}: sizes {list(config.sizes)} batch {config.batch} {config.dtype}")
+        load = load_average()
+        with x64_for(config.dtype):
+            timed[config.name] = bench_config(config, repeats=repeats, min_sample=min_sample, kinds=kinds_for(config))
+        timed[config.name]["load_average"] = [load, load_average()]  # before, after
+        timed[config.name]["jax_enable_x64"] = config.dtype == "float64"
+    return timed
+
+
+def _peer_steps(
+    configs: Sequence[Config],
+    peers: Sequence[str],
+    rounds: int,
+    repeats: int,
+    min_sample: float,
+    torch_device: str,
+) -> dict[str, Any]:
+    """The peers' sgd steps (`run_peers`), with the load average before and after."""
+    load = load_average()
+    steps = run_peers(configs, peers, rounds=rounds, repeats=repeats, min_sample=min_sample, torch_device=torch_device)
+    return {"peers": steps, "peers_load_average": [load, load_average()]}  # before, after
+
+
+def _digits(rounds: int) -> dict[str, Any]:
+    """Time to 95 % test accuracy on digits (`digits_time_to_accuracy`), with the load average before and after."""
+    load = load_average()
+    digits = digits_time_to_accuracy(0.95, 100, rounds=rounds)
+    return {"digits": digits, "digits_load_average": [load, load_average()]}
