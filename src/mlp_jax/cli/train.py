@@ -7,19 +7,12 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mlp_jax.core.errors import UsageError
+from mlp_jax.core.errors import CheckpointError, NonFiniteLoss, UsageError
 from mlp_jax.training import distributed
-from mlp_jax.training.checkpoint import CheckpointError, read_metadata
-from mlp_jax.training.fit import (
-    CHECKPOINT,
-    METRICS,
-    OPTIMIZERS,
-    SCHEDULES,
-    NonFiniteLoss,
-    TrainConfig,
-    config_from_saved,
-    fit,
-)
+from mlp_jax.training.checkpoint import read_metadata
+from mlp_jax.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, config_from_saved
+from mlp_jax.training.fit import fit
+from mlp_jax.training.rundir import CHECKPOINT, METRICS
 
 
 def _hidden(text: str) -> tuple[int, ...]:

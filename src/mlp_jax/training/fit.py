@@ -4,15 +4,19 @@ Everything lands in ``--out DIR``: ``metrics.json`` (config, per-epoch history, 
 ``train_loss``, ``test_loss`` and ``test_accuracy`` or ``test_mse``), ``loss.png``,
 ``decision_boundary.png`` (2-D data sets), and ``checkpoint.npz`` (see `mlp_jax.training.checkpoint`), all
 written atomically. ``--resume DIR --epochs N`` continues the run in DIR up to N epochs in total.
+
+`fit` runs four steps: check the config and the output directory (and, to resume, the saved progress) before
+any data is loaded; load the data and shape its targets for the loss; build the state (fresh, or loaded from
+the checkpoint) and place the arrays on the devices; run the epochs, checkpointing after each; then write the
+metrics and plots. The config lives in `mlp_jax.training.config`, the run directory's files in
+`mlp_jax.training.rundir`; their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,109 +25,45 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax.core.activations import get_activation
-from mlp_jax.core.errors import NonFiniteLoss, UsageError
-from mlp_jax.core.losses import get_loss, prepare_targets
+from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, UsageError
+from mlp_jax.core.losses import prepare_targets
 from mlp_jax.core.model import forward
-from mlp_jax.core.params import INITS, init_params
+from mlp_jax.core.params import init_params
 from mlp_jax.training import distributed
-from mlp_jax.training.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from mlp_jax.training.data import DataError, Dataset, load_dataset
-from mlp_jax.training.files import write_text
-from mlp_jax.training.steps import GRADS, TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "cosine", "warmup-cosine")
-CHECKPOINT = "checkpoint.npz"
-METRICS = "metrics.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """One training run. Fields left as None take the data set's defaults (`DATASET_DEFAULTS`)."""
-
-    dataset: str = "digits"
-    target: str | None = None  # label column (CSV) or key (NPZ) of a user file
-    hidden: tuple[int, ...] | None = None  # hidden layer widths
-    activation: str | None = None
-    loss: str | None = None  # default: softmax_cross_entropy (classification) or mse (regression)
-    init: str = "he_normal"
-    optimizer: str | None = None
-    lr: float | None = None
-    schedule: str | None = None  # constant, cosine or warmup-cosine
-    warmup_epochs: int = 0  # warmup-cosine only
-    weight_decay: float = 0.0
-    epochs: int | None = None
-    schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
-    batch_size: int | None = None
-    grad: str = "manual"
-    devices: int | None = None  # data-parallel devices per process (`mlp_jax.training.distributed`); None: all local
-    seed: int = 0
-    patience: int | None = None  # early stopping on a validation split
-    val_fraction: float = 0.1  # carved from the training split when patience is set
-
-    def resolved(self) -> TrainConfig:
-        """The config with every None replaced by the data set's default or the global default."""
-        defaults = {**GLOBAL_DEFAULTS, **DATASET_DEFAULTS.get(self.dataset, {})}
-        filled = {
-            k: defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k)
-            for k in (f.name for f in dataclasses.fields(self))
-        }
-        if filled["schedule_epochs"] is None:
-            filled["schedule_epochs"] = filled["epochs"]
-        return TrainConfig(**filled)
-
-
-GLOBAL_DEFAULTS: dict[str, Any] = dict(
-    hidden=(128, 128), activation="relu", optimizer="adam", lr=1e-3, epochs=50, batch_size=128, schedule="constant"
+from mlp_jax.training.checkpoint import load_checkpoint, save_checkpoint
+from mlp_jax.training.config import (
+    OPTIMIZERS,
+    SCHEDULES,
+    ResolvedConfig,
+    TrainConfig,
+    check_config,
+    config_from_saved,
+    make_optimizer,
 )
-# Per data set, chosen so that the defaults reach the README's results without tuning.
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "xor": dict(hidden=(8,), activation="tanh", lr=0.05, epochs=300, batch_size=4),
-    "moons": dict(hidden=(32, 32), lr=1e-2, epochs=100, batch_size=64),
-    "circles": dict(hidden=(32, 32), lr=1e-2, epochs=100, batch_size=64),
-    "spirals": dict(hidden=(64, 64), lr=1e-2, epochs=300, batch_size=64),
-    "sine": dict(hidden=(64, 64), activation="tanh", lr=1e-2, epochs=200, batch_size=64),
-    "digits": dict(hidden=(128, 128), lr=1e-3, epochs=50, batch_size=32),
-    "iris": dict(hidden=(16,), lr=1e-2, epochs=100, batch_size=16),
-    "wine": dict(hidden=(32,), lr=1e-2, epochs=60, batch_size=16),
-    "breast_cancer": dict(hidden=(16,), activation="tanh", lr=1e-2, epochs=20, batch_size=32),
-    "diabetes": dict(hidden=(32,), lr=1e-2, epochs=100, batch_size=32),
-    "mnist1d": dict(hidden=(256, 256), lr=3e-3, schedule="cosine", epochs=60, batch_size=128),
-}
+from mlp_jax.training.data import Dataset, load_dataset
+from mlp_jax.training.rundir import CHECKPOINT, METRICS, saved_progress, write_metrics, write_plots
+from mlp_jax.training.steps import TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
+
+__all__ = [
+    "CHECKPOINT",
+    "METRICS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "NonFiniteLoss",
+    "ResolvedConfig",
+    "TrainConfig",
+    "check_config",
+    "config_from_saved",
+    "fit",
+    "make_optimizer",
+    "split_validation",
+    "targets_for_loss",
+]
+
+Array = jax.Array
 
 
-# ---------------------------------------------------------------------------------------------- setup
-
-
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
-    """The named optax optimizer with the named learning-rate schedule and (decoupled) weight decay."""
-    total = max(1, config.schedule_epochs * steps_per_epoch)
-    if config.schedule == "constant":
-        lr: Any = config.lr
-    elif config.schedule == "cosine":
-        lr = optax.cosine_decay_schedule(config.lr, total)
-    elif config.schedule == "warmup-cosine" and total < 2:  # one step: no room for a warmup, only the peak
-        lr = config.lr
-    elif config.schedule == "warmup-cosine":
-        warmup = min(config.warmup_epochs * steps_per_epoch or max(1, total // 20), total - 1)
-        lr = optax.warmup_cosine_decay_schedule(0.0, config.lr, max(warmup, 1), total)
-    else:
-        raise UsageError(f"unknown schedule {config.schedule!r}; expected one of {list(SCHEDULES)}")
-    builders = {
-        "sgd": lambda: optax.sgd(lr),
-        "momentum": lambda: optax.sgd(lr, momentum=0.9),
-        "nesterov": lambda: optax.sgd(lr, momentum=0.9, nesterov=True),
-        "adam": lambda: optax.adam(lr),
-        "adamw": lambda: optax.adamw(lr, weight_decay=config.weight_decay or 1e-4),
-        "rmsprop": lambda: optax.rmsprop(lr),
-    }
-    if config.optimizer not in builders:
-        raise UsageError(f"unknown optimizer {config.optimizer!r}; expected one of {list(OPTIMIZERS)}")
-    optimizer = builders[config.optimizer]()
-    if config.weight_decay and config.optimizer != "adamw":
-        optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
-    return optimizer
+# ------------------------------------------------------------------------------------------- the data
 
 
 def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -155,7 +95,9 @@ def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, 
     return data.y_train, data.y_test, data.num_outputs
 
 
-def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+def split_validation(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A seeded split of the training arrays into (train, validation); UsageError if either is empty."""
     order = np.random.default_rng(seed + 12345).permutation(len(x))
     n_val = max(1, round(fraction * len(x)))
@@ -168,149 +110,23 @@ def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     return x[train], y[train], x[val], y[val]
 
 
-def check_config(config: TrainConfig) -> None:
-    """Raise UsageError for anything wrong in the config, before any data is loaded or work is done."""
-    try:
-        get_activation(config.activation)
-        if config.loss is not None:
-            get_loss(config.loss)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if config.init not in INITS:
-        raise UsageError(f"unknown init {config.init!r}; expected one of {sorted(INITS)}")
-    make_optimizer(config, steps_per_epoch=1)  # raises UsageError for an unknown optimizer or schedule
-    if config.grad not in GRADS:
-        raise UsageError(f"unknown grad {config.grad!r}; expected one of {list(GRADS)}")
-    for name in ("epochs", "batch_size"):
-        if getattr(config, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
-    if not config.lr > 0 or not math.isfinite(config.lr):
-        raise UsageError(f"--lr must be a positive number, got {config.lr}")
-    if not config.weight_decay >= 0 or not math.isfinite(config.weight_decay):
-        raise UsageError(f"--weight-decay must be a finite number >= 0, got {config.weight_decay}")
-    if config.warmup_epochs < 0:
-        raise UsageError(f"--warmup-epochs must be >= 0, got {config.warmup_epochs}")
-    if any(size < 1 for size in config.hidden or ()):
-        raise UsageError(f"hidden sizes must be >= 1, got {list(config.hidden)}")
-    if config.patience is not None and config.patience < 1:
-        raise UsageError(f"--patience must be >= 1, got {config.patience}")
-    if config.devices is not None and config.devices < 1:
-        raise UsageError(f"--devices must be >= 1, got {config.devices}")
-    if not 0 < config.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be in (0, 1), got {config.val_fraction}")
+@dataclasses.dataclass(frozen=True)
+class _Splits:
+    """The host arrays a run trains and evaluates on, with targets shaped for `loss`."""
+
+    data: Dataset
+    loss: str
+    n_out: int  # width of the last layer
+    x_train: np.ndarray  # the data set's training split, less the validation rows when there are any
+    y_train: np.ndarray
+    y_test: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
 
 
-# ------------------------------------------------------------------------------------------------ run
-
-
-def _to_python(metrics: dict) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items()}
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    write_text(path, json.dumps(obj, indent=2, allow_nan=False))  # strict JSON: no NaN or Infinity tokens
-
-
-def _finite_or_null(tree: Any, where: str = "") -> tuple[Any, list[str]]:
-    """`tree` (dicts, lists, numbers) with every NaN or infinite float replaced by None, and the paths
-    of those replaced (``history[3].test_loss``)."""
-    if isinstance(tree, float) and not math.isfinite(tree):
-        return None, [where]
-    if isinstance(tree, dict):
-        pairs = [(k, _finite_or_null(v, f"{where}.{k}" if where else k)) for k, v in tree.items()]
-        return {k: v for k, (v, _) in pairs}, [p for _, (_, paths) in pairs for p in paths]
-    if isinstance(tree, list):
-        items = [_finite_or_null(v, f"{where}[{i}]") for i, v in enumerate(tree)]
-        return [v for v, _ in items], [p for _, paths in items for p in paths]
-    return tree, []
-
-
-def _saved_progress(path: Path) -> dict[str, Any]:
-    """The epoch count, history and best validation loss saved with the checkpoint at `path`, checked;
-    UsageError naming the field for anything malformed."""
-    try:
-        meta = read_metadata(path)
-    except CheckpointError as error:
-        raise UsageError(f"cannot resume: {error}") from None
-
-    def bad(field: str, expected: str) -> UsageError:
-        return UsageError(
-            f"cannot resume from {path}: metadata {field!r}: expected {expected}, found {meta.get(field)!r:.200}"
-        )
-
-    epoch, history, best = meta.get("epoch"), meta.get("history"), meta.get("best")
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        raise bad("epoch", "an int >= 0")
-    if (
-        not isinstance(history, list)
-        or len(history) != epoch
-        or not all(
-            isinstance(h, dict) and all(isinstance(k, str) and _is_number(v) for k, v in h.items()) for h in history
-        )
-    ):
-        raise bad("history", f"a list of {epoch} dicts of numbers, one per epoch")
-    if not (
-        isinstance(best, dict)
-        and set(best) == {"val_loss", "epoch"}
-        and isinstance(best["epoch"], int)
-        and (best["val_loss"] is None or _is_number(best["val_loss"]))
-    ):
-        raise bad("best", "{'val_loss': a number or None, 'epoch': an int}")
-    if best["val_loss"] is not None and not math.isfinite(best["val_loss"]):  # older runs saved inf for "none"
-        best = {"val_loss": None, "epoch": best["epoch"]}
-    return {"epoch": epoch, "history": history, "best": best}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def config_from_saved(saved: Any, where: str) -> TrainConfig:
-    """A `TrainConfig` from the dict a checkpoint saved, every field checked against its annotation
-    (a str, int, float, or tuple of ints, or None where the field allows it); UsageError otherwise."""
-    if not isinstance(saved, dict):
-        raise UsageError(f"cannot resume from {where}: metadata 'config': expected a dict, found {saved!r:.200}")
-    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(saved) - set(fields))
-    if unknown:
-        raise UsageError(f"cannot resume from {where}: metadata 'config' has unknown fields {unknown}")
-    checks = {
-        "str": lambda v: isinstance(v, str),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": _is_number,
-        "tuple[int, ...]": lambda v: isinstance(v, (list, tuple)) and all(checks["int"](s) for s in v),
-    }
-    values = {}
-    for name, value in saved.items():
-        kind = fields[name].replace(" | None", "")
-        if not ((value is None and "None" in fields[name]) or (value is not None and checks[kind](value))):
-            raise UsageError(
-                f"cannot resume from {where}: metadata 'config' field {name!r}: expected "
-                f"{fields[name]}, found {value!r:.200}"
-            )
-        values[name] = tuple(value) if kind == "tuple[int, ...]" and value is not None else value
-    return TrainConfig(**values)
-
-
-def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
-    """Train as `config` says, writing into `out`; continue the run in `out` when `resume` is set.
-
-    Returns the metrics written to ``metrics.json``. Raises UsageError for bad input (before any
-    training) and NonFiniteLoss when a loss turns NaN or inf (the last good checkpoint is kept).
-    """
-    start = time.perf_counter()
-    out = Path(out)
-    config = config.resolved()
-    check_config(config)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
-    if resume:  # read what was saved, and check it, before any data is loaded
-        saved = _saved_progress(out / CHECKPOINT)
-        if saved["epoch"] >= config.epochs:
-            raise UsageError(
-                f"nothing to do: the run in {out} already has {saved['epoch']} epochs "
-                f"(ask for more with --epochs, now {config.epochs})"
-            )
+def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, _Splits]:
+    """The data set `config` names, its targets shaped for the loss (the task's default loss when none is
+    set, recorded in the returned config), and a validation split carved out when `patience` is set."""
     try:
         data = load_dataset(config.dataset, target=config.target, seed=config.seed)
     except DataError as error:
@@ -322,79 +138,143 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
     x_val = y_val = None
     if config.patience is not None:
         x_train, y_train, x_val, y_val = split_validation(x_train, y_train, config.val_fraction, config.seed)
+    return config, _Splits(data, loss, n_out, x_train, y_train, y_test, x_val, y_val)
 
-    sizes = [x_train.shape[1], *config.hidden, n_out]
-    batch_size = min(config.batch_size, len(x_train))
-    try:  # data parallel: params replicated, every minibatch split over the mesh's devices
-        mesh = distributed.make_mesh(config.devices)
-        distributed.check_batch_size(batch_size, mesh)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    optimizer = make_optimizer(config, num_batches(len(x_train), batch_size))
-    key = jax.random.key(config.seed)
-    init_key, train_key = jax.random.split(key)
+
+# ------------------------------------------------------------------------------------ the state, placed
+
+
+@dataclasses.dataclass
+class _Run:
+    """A run in progress: its compiled functions, its arrays on the devices, and what it has done so far."""
+
+    config: ResolvedConfig
+    mesh: jax.sharding.Mesh
+    sizes: list[int]
+    train_epoch: Callable[[TrainState, Array, Array], tuple[TrainState, Array]]
+    evaluate: Callable[[Any, Array, Array], dict[str, Array]]
+    arrays: dict[str, tuple[Array, Array]]  # "train", "test" and, with a validation split, "val": (x, y)
+    state: TrainState
+    history: list[dict[str, Any]]
+    best: dict[str, Any]  # {"val_loss": None until a validation loss is seen, "epoch": its epoch}
+    epochs_done: int
+
+
+def _initial_state(
+    config: ResolvedConfig, sizes: list[int], optimizer: optax.GradientTransformation, out: Path, resume: bool
+) -> TrainState:
+    """A fresh state from the seed, or, to resume, the one in the checkpoint (`out` is created first)."""
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
     state = init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
-    history: list[dict] = []
-    best: dict[str, Any] = {"val_loss": None, "epoch": 0}  # None until a validation loss is seen
-    epochs_done = 0
     out.mkdir(parents=True, exist_ok=True)
     if resume:
         try:
             state, _ = load_checkpoint(out / CHECKPOINT, state)
         except CheckpointError as error:
             raise UsageError(str(error)) from None
-        history, best, epochs_done = saved["history"], saved["best"], saved["epoch"]
+    return state
+
+
+def _place_arrays(splits: _Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dict[str, tuple[Array, Array]]:
+    """The (x, y) of every split as device arrays, their targets checked against the loss once, eagerly, so
+    bad labels are a clear error, not a NaN. Sharded: the training set placed over the mesh, the rest
+    replicated."""
+    x_tr, y_tr, x_te, y_te = (
+        jnp.asarray(a) for a in (splits.x_train, splits.y_train, splits.data.x_test, splits.y_test)
+    )
+    try:
+        for y_split in (y_tr, y_te):
+            prepare_targets(splits.loss, y_split, y_split.shape[0], splits.n_out, jnp.float32)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"labels do not fit loss {splits.loss!r}: {error}") from None
+    arrays = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
+    if splits.x_val is not None and splits.y_val is not None:
+        arrays["val"] = (jnp.asarray(splits.x_val), jnp.asarray(splits.y_val))
+    if sharded:
+        train = (distributed.place_dataset(splits.x_train, mesh), distributed.place_dataset(splits.y_train, mesh))
+        arrays = {"train": train} | {k: distributed.replicate(v, mesh) for k, v in arrays.items() if k != "train"}
+    return arrays
+
+
+def _build_run(config: ResolvedConfig, splits: _Splits, out: Path, saved: dict[str, Any] | None) -> _Run:
+    """The mesh, optimizer and state, the arrays placed, and the compiled epoch and evaluation."""
+    sizes = [splits.x_train.shape[1], *config.hidden, splits.n_out]
+    batch_size = min(config.batch_size, len(splits.x_train))
+    try:  # data parallel: params replicated, every minibatch split over the mesh's devices
+        mesh = distributed.make_mesh(config.devices)
+        distributed.check_batch_size(batch_size, mesh)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    optimizer = make_optimizer(config, num_batches(len(splits.x_train), batch_size))
+    state = _initial_state(config, sizes, optimizer, out, resume=saved is not None)
     sharded = mesh.size > 1 or jax.process_count() > 1  # one device: the plain, unsharded path
     if sharded:
         state = distributed.replicate(state, mesh)
-
-    arrays = [jnp.asarray(a) for a in (x_train, y_train, data.x_test, y_test)]
-    x_tr, y_tr, x_te, y_te = arrays
-    # Check targets against the loss once, eagerly, so bad labels are a clear error, not a NaN.
-    try:
-        for y_split in (y_tr, y_te):
-            prepare_targets(loss, y_split, y_split.shape[0], n_out, jnp.float32)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"labels do not fit loss {loss!r}: {error}") from None
+    arrays = _place_arrays(splits, mesh, sharded)
     grad: Any = config.grad
-    if x_val is not None:
-        x_val, y_val = jnp.asarray(x_val), jnp.asarray(y_val)
     if sharded:
-        x_tr, y_tr = (distributed.place_dataset(a, mesh) for a in (x_train, y_train))
-        x_te, y_te = distributed.replicate((x_te, y_te), mesh)
-        if x_val is not None:
-            x_val, y_val = distributed.replicate((x_val, y_val), mesh)
-        grad = distributed.sharded_gradient_fn(config.grad, mesh, activation=config.activation, loss=loss)
-    train_epoch = make_train_epoch(optimizer, activation=config.activation, loss=loss, grad=grad, batch_size=batch_size)
-    evaluate = make_evaluate(activation=config.activation, loss=loss, classification=data.task == "classification")
+        grad = distributed.sharded_gradient_fn(config.grad, mesh, activation=config.activation, loss=splits.loss)
+    train_epoch = make_train_epoch(
+        optimizer, activation=config.activation, loss=splits.loss, grad=grad, batch_size=batch_size
+    )
+    classification = splits.data.task == "classification"
+    evaluate = make_evaluate(activation=config.activation, loss=splits.loss, classification=classification)
+    if saved is None:
+        saved = {"history": [], "best": {"val_loss": None, "epoch": 0}, "epoch": 0}
+    return _Run(
+        config, mesh, sizes, train_epoch, evaluate, arrays, state, saved["history"], saved["best"], saved["epoch"]
+    )
 
-    progress = _progress(range(epochs_done, config.epochs), quiet, initial=epochs_done, total=config.epochs)
+
+# ----------------------------------------------------------------------------------------- the epochs
+
+
+def _progress(iterable: range, quiet: bool, **kwargs: Any) -> Any:
+    """`iterable` itself when `quiet`, else wrapped in a tqdm progress bar."""
+    if quiet:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc="epochs", unit="epoch", dynamic_ncols=True, **kwargs)
+
+
+def _finite_losses(device_losses: Array, epoch: int, state: TrainState, out: Path) -> np.ndarray:
+    """The epoch's minibatch losses on the host; NonFiniteLoss naming the first that is NaN or infinite."""
+    losses = np.asarray(device_losses)
+    if not np.isfinite(losses).all():
+        bad = int(np.argmax(~np.isfinite(losses)))
+        raise NonFiniteLoss(
+            f"non-finite loss {losses[bad]} at epoch {epoch + 1}, step {bad + 1} of {len(losses)} "
+            f"(update {int(state.step) - len(losses) + bad + 1}); the last good checkpoint is kept in "
+            f"{out / CHECKPOINT}"
+        )
+    return losses
+
+
+def _record(run: _Run, epoch: int, losses: np.ndarray, start: float) -> dict[str, Any]:
+    """One epoch's line of the history: its step count, mean minibatch loss, every split's metrics, and the
+    seconds since the run started."""
+    record: dict[str, Any] = {"epoch": epoch + 1, "step": int(run.state.step), "batch_loss_mean": float(losses.mean())}
+    for split, (xs, ys) in run.arrays.items():
+        record.update({f"{split}_{k}": float(v) for k, v in run.evaluate(run.state.params, xs, ys).items()})
+    record["elapsed_s"] = time.perf_counter() - start
+    return record
+
+
+def _train(run: _Run, out: Path, quiet: bool, start: float) -> bool:
+    """Run the epochs left, checkpointing after each (process 0 writes); True when early stopping ended it."""
+    config = run.config
+    progress = _progress(range(run.epochs_done, config.epochs), quiet, initial=run.epochs_done, total=config.epochs)
     stopped_early = False
     for epoch in progress:
-        state, losses = train_epoch(state, x_tr, y_tr)
-        losses = np.asarray(losses)
-        if not np.isfinite(losses).all():
-            bad = int(np.argmax(~np.isfinite(losses)))
-            raise NonFiniteLoss(
-                f"non-finite loss {losses[bad]} at epoch {epoch + 1}, step {bad + 1} of {len(losses)} "
-                f"(update {int(state.step) - len(losses) + bad + 1}); the last good checkpoint is kept in "
-                f"{out / CHECKPOINT}"
-            )
-        record = {"epoch": epoch + 1, "step": int(state.step), "batch_loss_mean": float(losses.mean())}
-        for split, (xs, ys) in {"train": (x_tr, y_tr), "test": (x_te, y_te)}.items():
-            record.update({f"{split}_{k}": v for k, v in _to_python(evaluate(state.params, xs, ys)).items()})
-        if x_val is not None:
-            record.update({f"val_{k}": v for k, v in _to_python(evaluate(state.params, x_val, y_val)).items()})
-            if best["val_loss"] is None or record["val_loss"] < best["val_loss"]:
-                best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
-        record["elapsed_s"] = time.perf_counter() - start
-        history.append(record)
+        run.state, losses = run.train_epoch(run.state, *run.arrays["train"])
+        record = _record(run, epoch, _finite_losses(losses, epoch, run.state, out), start)
+        if "val_loss" in record and (run.best["val_loss"] is None or record["val_loss"] < run.best["val_loss"]):
+            run.best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
+        run.history.append(record)
         if distributed.is_primary():  # one writer; every process holds the same replicated state
-            save_checkpoint(
-                out / CHECKPOINT,
-                state,
-                {"config": dataclasses.asdict(config), "epoch": epoch + 1, "history": history, "best": best},
-            )
+            saved = {"config": dataclasses.asdict(config), "epoch": epoch + 1, "history": run.history, "best": run.best}
+            save_checkpoint(out / CHECKPOINT, run.state, saved)
         if hasattr(progress, "set_postfix"):
             progress.set_postfix(
                 {
@@ -403,35 +283,52 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
                     if k.endswith(("loss", "accuracy")) and not k.startswith("batch")
                 }
             )
-        if config.patience is not None and epoch + 1 - best["epoch"] >= config.patience:
+        if config.patience is not None and epoch + 1 - run.best["epoch"] >= config.patience:
             stopped_early = True
             break
     if hasattr(progress, "close"):
         progress.close()
+    return stopped_early
 
-    final = history[-1]
+
+# ------------------------------------------------------------------------------------------ the results
+
+
+def _test_mse_original_units(run: _Run, data: Dataset) -> float | None:
+    """The test mean squared error in the targets' original units, for a regression set that has them."""
+    if data.target_std is None:
+        return None
+    std = data.target_std.astype(np.float64)  # in float64: big targets overflow float32 here
+    x_te, y_te = run.arrays["test"]
+    predicted = np.asarray(forward(run.state.params, x_te, run.config.activation), np.float64) * std
+    return float(np.mean((predicted - np.asarray(y_te, np.float64) * std) ** 2))
+
+
+def _metrics(run: _Run, splits: _Splits, stopped_early: bool, start: float) -> dict[str, Any]:
+    """What ``metrics.json`` holds: the config, the data set's shape, the history and the final results."""
+    final, data = run.history[-1], splits.data
     metrics: dict[str, Any] = {
-        "config": dataclasses.asdict(config),
+        "config": dataclasses.asdict(run.config),
         "dataset": {
             "name": data.name,
             "task": data.task,
             "num_classes": data.num_classes,
-            "n_train": len(x_train),
+            "n_train": len(splits.x_train),
             "n_test": len(data.x_test),
-            "n_val": 0 if x_val is None else len(x_val),
-            "features": int(x_train.shape[1]),
+            "n_val": 0 if splits.x_val is None else len(splits.x_val),
+            "features": int(splits.x_train.shape[1]),
         },
-        "layer_sizes": sizes,
+        "layer_sizes": run.sizes,
         "epochs": final["epoch"],
         "steps": final["step"],
-        "history": history,
+        "history": run.history,
         "train_loss": final["train_loss"],
         "test_loss": final["test_loss"],
         "stopped_early": stopped_early,
-        "best": best,
+        "best": run.best,
         "wall_time_s": time.perf_counter() - start,
         "device": str(jax.devices()[0]),
-        "devices": mesh.size,
+        "devices": run.mesh.size,
         "processes": jax.process_count(),
         "versions": {"jax": jax.__version__, "optax": optax.__version__},
         "checkpoint": CHECKPOINT,
@@ -440,43 +337,48 @@ def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = F
         metrics["train_accuracy"] = final["train_accuracy"]
         metrics["test_accuracy"] = final["test_accuracy"]
     if data.task == "regression":
-        metrics["test_mse"] = final["test_loss"] if loss == "mse" else None
-        if data.target_std is not None:  # the same error in the targets' original units
-            std = data.target_std.astype(np.float64)  # in float64: big targets overflow float32 here
-            predicted = np.asarray(forward(state.params, x_te, config.activation), np.float64) * std
-            metrics["test_mse_original_units"] = float(np.mean((predicted - np.asarray(y_te, np.float64) * std) ** 2))
-    if distributed.is_primary():
-        metrics, not_finite = _finite_or_null(metrics)
-        if not_finite and not quiet:
-            print(
-                f"mlp-jax train: warning: {', '.join(not_finite)} not finite (null in {METRICS}); the test "
-                "split may hold values far outside the training split's range",
-                file=sys.stderr,
-            )
-        _write_json(out / METRICS, metrics)
-        _write_plots(out, history, data, state, config, loss)
+        metrics["test_mse"] = final["test_loss"] if splits.loss == "mse" else None
+        original_units = _test_mse_original_units(run, data)
+        if original_units is not None:  # the same error in the targets' original units
+            metrics["test_mse_original_units"] = original_units
     return metrics
 
 
-def _progress(iterable, quiet: bool, **kwargs):
-    if quiet:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc="epochs", unit="epoch", dynamic_ncols=True, **kwargs)
+# ------------------------------------------------------------------------------------------------ fit
 
 
-def _write_plots(out: Path, history, data: Dataset, state: TrainState, config: TrainConfig, loss: str) -> None:
-    from mlp_jax.training.plots import plot_decision_boundary, plot_history
+def _check_before_loading(config: ResolvedConfig, out: Path, resume: bool) -> dict[str, Any] | None:
+    """Raise UsageError for a bad config or output directory, or for a run that cannot be resumed, before
+    any data is loaded; the saved progress when resuming, else None."""
+    check_config(config)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
+    if not resume:
+        return None
+    saved = saved_progress(out / CHECKPOINT)
+    if saved["epoch"] >= config.epochs:
+        raise UsageError(
+            f"nothing to do: the run in {out} already has {saved['epoch']} epochs "
+            f"(ask for more with --epochs, now {config.epochs})"
+        )
+    return saved
 
-    plot_history(history, out / "loss.png", title=f"{data.name}: {config.activation} MLP {list(config.hidden)}")
-    if data.x_train.shape[1] == 2 and data.task == "classification":
-        params = jax.tree.map(np.asarray, state.params)  # on the host: no eager ops on global arrays
 
-        def predict(grid: np.ndarray) -> np.ndarray:
-            logits = np.asarray(forward(params, jnp.asarray(grid), config.activation))
-            return (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(1)
+def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """Train as `config` says, writing into `out`; continue the run in `out` when `resume` is set.
 
-        x = np.concatenate([data.x_train, data.x_test])
-        y = np.concatenate([data.y_train, data.y_test])
-        plot_decision_boundary(predict, x, y, out / "decision_boundary.png", title=f"{data.name}: decision boundary")
+    Returns the metrics written to ``metrics.json``. Raises UsageError for bad input (before any
+    training) and NonFiniteLoss when a loss turns NaN or inf (the last good checkpoint is kept).
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    resolved = config.resolved()
+    saved = _check_before_loading(resolved, out, resume)
+    resolved, splits = _load_splits(resolved)
+    run = _build_run(resolved, splits, out, saved)
+    stopped_early = _train(run, out, quiet, start)
+    metrics = _metrics(run, splits, stopped_early, start)
+    if distributed.is_primary():
+        metrics = write_metrics(out, metrics, quiet=quiet)
+        write_plots(out, run.history, splits.data, run.state.params, run.config)
+    return metrics
