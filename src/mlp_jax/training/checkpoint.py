@@ -146,9 +146,9 @@ def _read(path: Path, *, meta_only: bool = False) -> tuple[dict, dict[str, np.nd
         ) from None
     except ValueError as e:
         raise CheckpointError(f"checkpoint {str(path)!r}: expected {META_KEY} to be UTF-8 JSON, found {e}") from None
-    found = (meta.get("format"), meta.get("version"))
-    if found != (FORMAT, VERSION):
-        raise CheckpointError(f"checkpoint {str(path)!r}: expected format {(FORMAT, VERSION)}, found {found}")
+    found_format = (meta.get("format"), meta.get("version"))
+    if found_format != (FORMAT, VERSION):
+        raise CheckpointError(f"checkpoint {str(path)!r}: expected format {(FORMAT, VERSION)}, found {found_format}")
     return meta, arrays
 
 
@@ -215,13 +215,13 @@ def _decode(
 ) -> jax.Array:
     """One leaf back as a `jax.Array`, after checking the stored array agrees with its ``__meta__`` entry."""
     if impl is not None:
-        if isinstance(template_leaf, jax.Array):
-            impl = jax.random.key_impl(template_leaf)
+        # the template's own impl where it has one (a key array), else the impl named in the file
+        spec = jax.random.key_impl(template_leaf) if isinstance(template_leaf, jax.Array) else impl
         try:
-            keys = jax.random.wrap_key_data(jnp.asarray(stored), impl=impl)
+            keys = jax.random.wrap_key_data(jnp.asarray(stored), impl=spec)
         except (TypeError, ValueError) as e:
             found = f"{stored.dtype}{list(stored.shape)} ({e})"
-            raise CheckpointError(f"{where}: expected {impl} key data, found {found}") from None
+            raise CheckpointError(f"{where}: expected {spec} key data, found {found}") from None
         if keys.shape != shape:
             raise CheckpointError(f"{where}: expected key shape {shape}, found key data of shape {stored.shape}")
         return keys

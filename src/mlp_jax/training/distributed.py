@@ -31,7 +31,6 @@ the rows this process owns (`process_rows`), and only process 0 (`is_primary`) w
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -39,7 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mlp_jax.training.steps import GradFn, gradient_fn, make_step, make_train_epoch
+from mlp_jax.training.steps import GradFn, TrainState, gradient_fn, make_step, make_train_epoch
 
 Array = jax.Array
 BATCH = "batch"  # the mesh axis the batch is split over
@@ -69,8 +68,8 @@ def initialize_distributed(
     given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
     if all(v is None for v in given.values()):
         return False
-    missing = [name for name, v in given.items() if v is None]
-    if missing:
+    if coordinator is None or num_processes is None or process_id is None:
+        missing = [name for name, v in given.items() if v is None]
         raise ValueError(
             f"a multi-host run needs coordinator, num_processes and process_id; missing {missing} "
             f"(flags --coordinator/--num-processes/--process-id or {ENV_COORDINATOR}, {ENV_NUM_PROCESSES}, "
@@ -166,7 +165,7 @@ def process_rows(num_examples: int, mesh: Mesh) -> slice:
     divides `num_examples`."""
     check_rows(num_examples, mesh)
     index_map = batch_sharded(mesh).addressable_devices_indices_map((num_examples,))
-    rows = [index[0].indices(num_examples)[:2] for index in index_map.values()]
+    rows = [index[0].indices(num_examples)[:2] for index in index_map.values() if index is not None]
     return slice(min(r[0] for r in rows), max(r[1] for r in rows))
 
 
@@ -242,7 +241,7 @@ def make_sharded_update(
     loss: str = "mse",
     grad: str | GradFn = "manual",
     donate: bool = True,
-) -> Callable:
+) -> jax.stages.Wrapped:
     """`mlp_jax.training.steps.make_update` over `mesh`: ``update(params, opt_state, x, y, sample_weight=None,
     key=None) -> (params, opt_state, loss_value)`` with x, y (and sample_weight) split over the batch axis
     and everything returned replicated. Pass params and opt_state through `replicate` and batches through
@@ -262,7 +261,7 @@ def make_sharded_train_epoch(
     grad: str | GradFn = "manual",
     batch_size: int = 128,
     donate: bool = True,
-) -> Callable:
+) -> ShardedTrainEpoch:
     """`mlp_jax.training.steps.make_train_epoch` over `mesh`: ``train_epoch(state, x, y) -> (state, losses)``, the
     same shuffle and updates, each shuffled minibatch split over the batch axis.
 
@@ -273,10 +272,20 @@ def make_sharded_train_epoch(
     epoch = make_train_epoch(
         optimizer, activation=activation, loss=loss, grad=sharded_grad, batch_size=batch_size, donate=donate
     )
+    return ShardedTrainEpoch(epoch, mesh, batch_size)
 
-    def train_epoch(state, x, y):
-        check_batch_size(min(batch_size, x.shape[0]), mesh)
-        return epoch(state, x, y)
 
-    train_epoch.lower = lambda state, x, y: epoch.lower(state, x, y)  # for HLO inspection
-    return train_epoch
+class ShardedTrainEpoch:
+    """What `make_sharded_train_epoch` returns: ``train_epoch(state, x, y) -> (state, losses)``, the compiled
+    epoch with the batch size checked against the mesh first; `lower` lowers the epoch itself, for
+    inspecting its HLO."""
+
+    def __init__(self, epoch: jax.stages.Wrapped, mesh: Mesh, batch_size: int) -> None:
+        self._epoch, self._mesh, self._batch_size = epoch, mesh, batch_size
+
+    def __call__(self, state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
+        check_batch_size(min(self._batch_size, x.shape[0]), self._mesh)
+        return self._epoch(state, x, y)
+
+    def lower(self, state: TrainState, x: Array, y: Array) -> jax.stages.Lowered:
+        return self._epoch.lower(state, x, y)

@@ -79,7 +79,7 @@ def make_update(
     loss: str = "mse",
     grad: str | GradFn = "manual",
     donate: bool = True,
-) -> Callable:
+) -> jax.stages.Wrapped:
     """A jit-compiled ``update(params, opt_state, x, y) -> (params, opt_state, loss_value)``.
 
     Compiled once per input shape; params and opt_state buffers are donated (pass ``donate=False`` to
@@ -99,7 +99,7 @@ def make_fused_update(
     grad: str | GradFn = "manual",
     donate: bool = True,
     losses: str = "all",
-) -> Callable:
+) -> jax.stages.Wrapped:
     """``num_steps`` updates on one batch inside one compiled call (a `lax.scan`):
     ``(params, opt_state, x, y) -> (params, opt_state, losses)``.
 
@@ -136,7 +136,7 @@ def make_train_epoch(
     grad: str | GradFn = "manual",
     batch_size: int = 128,
     donate: bool = True,
-) -> Callable:
+) -> jax.stages.Wrapped:
     """One epoch in one compiled call: ``train_epoch(state, x, y) -> (state, losses (num_batches,))``.
 
     The examples are shuffled on the device with a key split from ``state.key``, cut into
@@ -172,7 +172,7 @@ def make_train_epoch(
     return jax.jit(train_epoch, donate_argnums=(0,) if donate else ())
 
 
-def make_evaluate(*, activation: str = "relu", loss: str = "mse", classification: bool = False) -> Callable:
+def make_evaluate(*, activation: str = "relu", loss: str = "mse", classification: bool = False) -> jax.stages.Wrapped:
     """A jitted ``evaluate(params, x, y) -> {"loss": ..., "accuracy": ...}``.
 
     Accuracy is the argmax match for softmax cross-entropy (integer or one-hot labels) and, with
