@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple
 
 from mlp_jax.core.errors import UsageError
@@ -75,7 +76,7 @@ def matmul_flops(sizes: Sequence[int], batch: int) -> dict[str, int]:
     return {"forward": forward, "backward_dw": forward, "backward_delta": delta, "step": 2 * forward + delta}
 
 
-def x64_for(dtype: str):
+def x64_for(dtype: str) -> AbstractContextManager[Any]:
     """A context with JAX's 64-bit mode on for float64 and off otherwise: float32 and bfloat16 configs
     are timed as a user runs them (with it on, optax's adam counts in int64 and float64)."""
     return x64_mode(dtype == "float64")

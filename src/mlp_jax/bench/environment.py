@@ -56,8 +56,8 @@ def environment() -> dict[str, Any]:
             for k, v in os.environ.items()
             if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "XLA_", "JAX_", "MALLOC_"))
         },
-        "jax_enable_x64": bool(jax.config.jax_enable_x64),
+        "jax_enable_x64": bool(jax.config.values["jax_enable_x64"]),
         # None = each backend's default; on recent NVIDIA GPUs that lets float32 matmuls use TF32
-        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+        "jax_default_matmul_precision": jax.config.values["jax_default_matmul_precision"],
         "load_average_1min": load_average(),
     }

@@ -57,7 +57,7 @@ def memory_peaks(config: Config) -> dict[str, Any]:
     its high-water mark follows fragmentation as much as live buffers (measured: donation 481 MiB,
     without 403 MiB in one run, 161 vs 253 in the next), which is not what this compares."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = {"malloc": "glibc defaults"}
+    out: dict[str, Any] = {"malloc": "glibc defaults"}
     for donate in (True, False):
         out["donate" if donate else "no_donation"] = run_worker(
             "mlp_jax_peer.py", {"mode": "memory", "config": config._asdict(), "donate": donate, "steps": 3}, env=env

@@ -93,9 +93,9 @@ def ratio_ci95(a: Sequence[float], b: Sequence[float], resamples: int = 2000) ->
     import numpy as np
 
     rng = np.random.default_rng(0)
-    a, b = np.asarray(a), np.asarray(b)
-    ratios = np.median(rng.choice(a, (resamples, a.size)), axis=1) / np.median(
-        rng.choice(b, (resamples, b.size)), axis=1
+    xs, ys = np.asarray(a), np.asarray(b)
+    ratios = np.median(rng.choice(xs, (resamples, xs.size)), axis=1) / np.median(
+        rng.choice(ys, (resamples, ys.size)), axis=1
     )
     return [float(q) for q in np.percentile(ratios, [2.5, 97.5])]
 
