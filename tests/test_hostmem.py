@@ -40,7 +40,6 @@ def test_keep_freed_memory_stops_page_faults_per_call():
     }
     assert faults["default"] > 8000  # tens of MiB of fresh 4 KiB pages per call
     assert faults["keep"] < faults["default"] / 4, faults  # usually 0 once warm
-    # (a mean over calls once failed this under a loaded CI machine: one call in five grew the heap)
 
 
 LATE = """

@@ -2,19 +2,18 @@
 
 XLA:CPU allocates an executable's temporaries with malloc on every call and frees them at the end.
 With glibc's defaults, blocks that large are mapped fresh from the OS and unmapped on free, so every
-step pays a page fault and a zeroed page for each 4 KiB it touches: the 4 x 1024, batch 4096 step
-took ~200 MiB of fresh pages (~52k faults) and ~20 % of its time that way. `keep_freed_memory` sets
-one malloc arena, no mmap for large blocks and a high trim threshold, so freed blocks are reused:
-no faults after the first step, and the process keeps its peak memory (it does not shrink back).
+step pays a page fault and a zeroed page for each 4 KiB it touches, a sizeable part of a large step's
+time. `keep_freed_memory` sets one malloc arena, no mmap for large blocks and a high trim threshold, so
+freed blocks are reused: no faults after the first step, and the process keeps its peak memory (it does
+not shrink back).
 
-Measured (``benchmarks/results/cpu.md``, ``cpu-malloc-default.md``): the large config's step 245 ->
-208 ms; small steps ~9 % slower and medium ~3 % (one arena serialises small allocations across
-threads), and XLA compiles 20-35 % slower (its compiler threads contend for that arena). It is
-process-wide and must be called before JAX starts its threads: called after ``jax.devices()`` it
-changes nothing, since the thread that allocates the temporaries already has an arena of its own.
-``mlp-jax bench`` uses it by default
-(``--malloc default`` turns it off) and passes the same settings to its worker processes through
-`MALLOC_ENV`. Elsewhere than glibc it does nothing.
+The price: small steps get a little slower (one arena serialises small allocations across threads), and
+so does XLA's compile (its compiler threads contend for that arena); docs/benchmarks.md has the
+measurements with and without it. It is process-wide and must be called before JAX starts its threads:
+called after ``jax.devices()`` it changes nothing, since the thread that allocates the temporaries
+already has an arena of its own. ``mlp-jax bench`` uses it by default (``--malloc default`` turns it
+off) and passes the same settings to its worker processes through `MALLOC_ENV`. Elsewhere than glibc it
+does nothing.
 """
 
 from __future__ import annotations

@@ -137,8 +137,8 @@ def side_by_side_peak(
     nothing between them) and a jitted ``jnp.dot`` on each of `shapes`, timed alternately (`compare`,
     two instances each): the step's FLOP/s over the best dot's, all medians of samples taken side by
     side. The run's peak (`jnp_dot_peak`) is the fastest sample at the start or the end of the run,
-    minutes away from the step; on a shared machine that moves by 5-10 %. The matmuls alone split the
-    gap: how fast the step's matmul shapes can go, and what the rest of the step costs."""
+    minutes away from the step, and on a shared machine the peak moves over minutes. The matmuls alone
+    split the gap: how fast the step's matmul shapes can go, and what the rest of the step costs."""
     import jax
     import jax.numpy as jnp
     import optax

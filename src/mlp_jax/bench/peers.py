@@ -54,8 +54,8 @@ def memory_peaks(config: Config) -> dict[str, Any]:
     """Peak RSS of a process training `config` with adam, with and without donation (own processes).
 
     Always with glibc's default malloc: under `mlp_jax.bench.hostmem.MALLOC_ENV` the heap never shrinks and
-    its high-water mark follows fragmentation as much as live buffers (measured: donation 481 MiB,
-    without 403 MiB in one run, 161 vs 253 in the next), which is not what this compares."""
+    its high-water mark follows fragmentation as much as live buffers (it changed sides from one run to the
+    next), which is not what this compares."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out: dict[str, Any] = {"malloc": "glibc defaults"}
     for donate in (True, False):

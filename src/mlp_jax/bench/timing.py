@@ -103,7 +103,7 @@ def ratio_ci95(a: Sequence[float], b: Sequence[float], resamples: int = 2000) ->
 @contextlib.contextmanager
 def gc_paused():
     """Python's garbage collector collected, then off (as `timeit` does): a collection inside a clocked
-    trace or sample walks every object of a long run and was seen to add ~0.1 s to one trace."""
+    trace or sample walks every object of a long run, and its time lands in whatever is being timed."""
     was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
