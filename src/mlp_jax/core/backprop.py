@@ -17,6 +17,7 @@ No jax.grad, jax.vjp, jax.jvp or jax.linearize is used here; tests compare it ag
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import jax
@@ -99,6 +100,113 @@ def backward(
     return tuple(reversed(grads)), tuple(reversed(deltas))
 
 
+class ManualForward(NamedTuple):
+    """The first half of the manual pass: the forward pass of each batch part and the loss on top."""
+
+    caches: tuple[ForwardCache, ...]  # one per batch part, in batch order
+    logits: Array  # (B, d_out): the parts' logits joined
+    per_example: Array  # (B,): each example's own loss term
+    value: Array  # (): their (weighted) mean, the loss
+
+
+class ManualPass(NamedTuple):
+    """Everything the hand-written pass computes, forward and backward. The activations and deltas are in
+    the layout the pass ran in (see `forward_with_cache`), one entry per batch part."""
+
+    caches: tuple[ForwardCache, ...]  # one per batch part, in batch order
+    per_example: Array  # (B,): each example's own loss term
+    value: Array  # (): their (weighted) mean, the loss
+    dlogits: Array  # (B, d_out): the cotangent the backward pass started from
+    grads: Params  # params' structure: of `value` (scaled dlogits) or of sum_i per_example[i] (unscaled)
+    part_deltas: tuple[tuple[Array, ...], ...]  # per batch part: dL/dz_l of every layer
+    sample_weight: Array | None  # the validated (B,) weights the loss used, or None
+
+    @property
+    def cache(self) -> ForwardCache:
+        """The forward cache of a pass run in one batch part."""
+        return self.caches[_single_part(len(self.caches))]
+
+    @property
+    def deltas(self) -> tuple[Array, ...]:
+        """The deltas of every layer of a pass run in one batch part."""
+        return self.part_deltas[_single_part(len(self.part_deltas))]
+
+
+def _single_part(parts: int) -> int:
+    if parts != 1:
+        raise ValueError(f"this pass ran in {parts} batch parts: read caches[i] and part_deltas[i] instead")
+    return 0
+
+
+def manual_forward(
+    params: Params,
+    x: Array,
+    y: Array,
+    activation: str,
+    loss: str,
+    sample_weight: Array | None = None,
+    *,
+    layout: str = "batch",
+    batch_parts: int = 1,
+) -> ManualForward:
+    """The forward pass of `batch_parts` independent chains in `layout` (``"batch"`` or ``"feature"``),
+    the logits joined and the loss on top. Takes inputs `check_problem` has validated."""
+    bounds = batch_bounds(x.shape[0], batch_parts)
+    caches = tuple(_forward_parts(params, _cut(x, bounds), activation, layout))
+    logits = _join([c.logits for c in caches])  # (B, d_out)
+    per_example = get_loss(loss).per_example(logits, y)
+    return ManualForward(caches, logits, per_example, reduce(per_example, sample_weight))
+
+
+def manual_backward(
+    params: Params,
+    fwd: ManualForward,
+    y: Array,
+    activation: str,
+    loss: str,
+    sample_weight: Array | None = None,
+    *,
+    layout: str = "batch",
+    scaled: bool = True,
+) -> ManualPass:
+    """The second half: dL/dlogits from the loss, sent back through every part's chain, the parts'
+    gradients summed. ``scaled=True``: the gradient of the (weighted) mean, as `backprop` has it;
+    ``scaled=False``: row i of dlogits is d per_example[i] / d logits[i], so every delta row belongs to
+    one example's own term. `layout` is the one `manual_forward` ran in."""
+    spec = get_loss(loss)
+    # (B, d_out); scaled: the whole batch's scaling, applied once before the batch is cut
+    dlogits = scaled_grad_logits(spec, fwd.logits, y, sample_weight) if scaled else spec.grad_logits(fwd.logits, y)
+    bounds = list(itertools.pairwise(itertools.accumulate((c.logits.shape[0] for c in fwd.caches), initial=0)))
+    passes = [
+        backward(params, cache, part, activation, layout) for cache, part in zip(fwd.caches, _cut(dlogits, bounds))
+    ]
+    grads = jax.tree.map(_sum_parts, *(part_grads for part_grads, _ in passes))
+    deltas = tuple(part_deltas for _, part_deltas in passes)
+    return ManualPass(fwd.caches, fwd.per_example, fwd.value, dlogits, grads, deltas, sample_weight)
+
+
+def manual_pass(
+    params: Params,
+    x: Array,
+    y: Array,
+    activation: str = "relu",
+    loss: str = "mse",
+    sample_weight: Array | None = None,
+    *,
+    layout: str = "auto",
+    batch_parts: int | str = "auto",
+    scaled: bool = True,
+) -> ManualPass:
+    """The whole hand-written pass on validated inputs: `check_problem`, `manual_forward`, then
+    `manual_backward`. `layout` and `batch_parts` as for `backprop` (``"auto"`` resolved by
+    `mlp_jax.core.matmul`), `scaled` as for `manual_backward`."""
+    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
+    layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
+    parts = choose_batch_parts(batch_parts, layout, x.shape[0])
+    fwd = manual_forward(params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=parts)
+    return manual_backward(params, fwd, y, activation, loss, sample_weight, layout=layout, scaled=scaled)
+
+
 def backprop(
     params: Params,
     x: Array,
@@ -115,16 +223,8 @@ def backprop(
     ``"feature"``) is how the pass lays out its activations, and `batch_parts` (``"auto"`` or an int)
     how many independent chains of dots it cuts the batch into, see `mlp_jax.core.matmul`; both change speed,
     not results (beyond float rounding)."""
-    spec = get_loss(loss)
-    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
-    layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
-    bounds = batch_bounds(x.shape[0], choose_batch_parts(batch_parts, layout, x.shape[0]))
-    caches = _forward_parts(params, _cut(x, bounds), activation, layout)
-    logits = _join([c.logits for c in caches])  # (B, d_out)
-    value = reduce(spec.per_example(logits, y), sample_weight)
-    dlogits = scaled_grad_logits(spec, logits, y, sample_weight)  # (B, d_out), the whole batch's scaling
-    grads = [backward(params, cache, part, activation, layout)[0] for cache, part in zip(caches, _cut(dlogits, bounds))]
-    return value, jax.tree.map(_sum_parts, *grads)
+    result = manual_pass(params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=batch_parts)
+    return result.value, result.grads
 
 
 def _cut(a: Array, bounds: list[tuple[int, int]]) -> tuple[Array, ...]:

@@ -43,6 +43,7 @@ Requires ``jax.config.update("jax_enable_x64", True)`` (the ``mlp-jax gradcheck`
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from functools import partial
@@ -54,8 +55,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from mlp_jax.core.activations import get_activation
-from mlp_jax.core.backprop import backprop, backward, forward_with_cache
-from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits, target_kind
+from mlp_jax.core.backprop import ManualPass, manual_pass
+from mlp_jax.core.losses import get_loss, reduce, target_kind
 from mlp_jax.core.model import check_problem
 from mlp_jax.core.model import loss as loss_fn
 from mlp_jax.core.params import Layer, Params, layer_sizes
@@ -81,21 +82,32 @@ X64_MESSAGE = (
 @partial(jax.jit, static_argnames=("activation", "loss"))
 def _manual_and_autodiff(params, x, y, sample_weight, *, activation, loss):
     """``(manual grads, autodiff grads, non-finite flags (Q,))`` in the params' dtype."""
-    _, manual = backprop(params, x, y, activation, loss, sample_weight)
+    result = manual_pass(params, x, y, activation, loss, sample_weight)  # as backprop runs it
     autodiff = jax.grad(loss_fn)(params, x, y, activation, loss, sample_weight)
-    flags = jnp.stack([~jnp.all(jnp.isfinite(v)) for v in _trace(params, x, y, sample_weight, activation, loss)])
-    return manual, autodiff, flags
+    return result.grads, autodiff, jnp.stack(_nonfinite_flags(result))
 
 
-def _trace(params, x, y, sample_weight, activation, loss) -> list[Array]:
-    """Every quantity of the manual pass, in the order it is computed; named by `_trace_names`."""
-    spec = get_loss(loss)
-    cache = forward_with_cache(params, x, activation)
-    value = reduce(spec.per_example(cache.logits, y), sample_weight)
-    dlogits = scaled_grad_logits(spec, cache.logits, y, sample_weight)
-    grads, deltas = backward(params, cache, dlogits, activation)
-    forward = [v for z, a in zip(cache.pre_activations, cache.inputs[1:]) for v in (z, a)] + [cache.logits, value]
-    return forward + [v for l in reversed(range(len(params))) for v in (deltas[l], grads[l].w, grads[l].b)]
+def _nonfinite_flags(result: ManualPass) -> list[Array]:
+    """Whether each quantity of the manual pass holds a NaN or inf, in the order it is computed; named by
+    `_trace_names`. A quantity cut in batch parts is flagged when any part is."""
+
+    def flag(parts) -> Array:
+        return functools.reduce(jnp.logical_or, [~jnp.all(jnp.isfinite(part)) for part in parts])
+
+    caches, num_layers = result.caches, len(result.grads)
+    hidden = [flag([getattr(c, q)[i] for c in caches]) for l in range(num_layers - 1) for q, i in _hidden(l)]
+    output = [flag([c.logits for c in caches]), flag([result.value])]
+    back = [
+        flag(quantity)
+        for l in reversed(range(num_layers))
+        for quantity in ([d[l] for d in result.part_deltas], [result.grads[l].w], [result.grads[l].b])
+    ]
+    return hidden + output + back
+
+
+def _hidden(l: int) -> tuple[tuple[str, int], ...]:
+    """Where hidden layer l's z and activation are in a `ForwardCache`."""
+    return ("pre_activations", l), ("inputs", l + 1)
 
 
 def _trace_names(num_layers: int) -> list[NonFinite]:

@@ -20,9 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from mlp_jax.core.activations import get_activation
-from mlp_jax.core.backprop import backward, forward_with_cache
+from mlp_jax.core.backprop import manual_pass
 from mlp_jax.core.losses import get_loss, reduce
-from mlp_jax.core.model import check_problem
 from mlp_jax.core.params import Layer, Params
 
 Array = jax.Array
@@ -31,12 +30,9 @@ Array = jax.Array
 def _manual_pass(params: Params, x, y, activation: str, loss: str, sample_weight=None):
     """Layer inputs (B, d_l), deltas of each example's own term (B, d_{l+1}), per-example losses (B,),
     and the prepared sample weight (or None)."""
-    spec = get_loss(loss)
-    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
-    cache = forward_with_cache(params, x, activation)
     # Unscaled dlogits: row i is d l_i / d logits[i], so every delta row belongs to one example's term.
-    _, deltas = backward(params, cache, spec.grad_logits(cache.logits, y), activation)
-    return cache.inputs, deltas, spec.per_example(cache.logits, y), sample_weight
+    result = manual_pass(params, x, y, activation, loss, sample_weight, layout="batch", batch_parts=1, scaled=False)
+    return result.cache.inputs, result.deltas, result.per_example, result.sample_weight
 
 
 def per_example_grads(params: Params, x: Array, y: Array, *, activation: str, loss: str) -> Params:
