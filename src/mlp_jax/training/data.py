@@ -1,43 +1,49 @@
-"""Data sets as standardised numpy arrays, all offline: nothing is ever downloaded.
+"""Data sets as standardised numpy arrays (`Dataset`), from a built-in name or the user's own files.
 
 Sources, chosen by `load_dataset(name)`:
 
-- generated, deterministic given ``seed``: ``xor``, ``moons``, ``circles``, ``spirals``, ``sine``;
-- real, shipped inside installed packages: scikit-learn's ``digits``, ``iris``, ``wine``, ``breast_cancer``,
-  ``diabetes``, and ``mnist1d`` (built by the ``mnist1d`` package with its default arguments and split);
-- the user's own files: a ``.csv`` with a header row, a ``.npz``, or a directory of the four MNIST IDX files.
+- the built-in sets of `mlp_jax.training.datasets` (``xor``, ``moons``, ..., ``digits``, ``mnist1d``), all
+  offline: nothing is ever downloaded;
+- the user's own files, read by `mlp_jax.training.readers`: a ``.csv`` with a header row, a ``.npz``, or a
+  directory of the four MNIST IDX files.
 
 Features are standardised with the mean and std of the train split only (a constant column gets std 1), and so
 are regression targets; both statistics are kept in the `Dataset`, so ``x * feature_std + feature_mean`` gives
 back the original units. Where a source has no split of its own, a fixed seeded one is made (stratified for
-classification). Every problem with the data raises `DataError`, one line naming what was expected and what was
-given.
+classification). For user data the task is inferred from the target unless given, and labels are encoded as
+0..K-1. Every problem with the data raises `DataError`, one line naming what was expected and what was given.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
 import math
 import os
-import random
-import zipfile
-import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from mlp_jax.core.errors import DataError
-from mlp_jax.training import npz
+from mlp_jax.training.datasets import BUILTINS, KNOWN_DATASETS
+from mlp_jax.training.readers import IDX_FILES, NPZ_SPLIT_KEYS, read_csv, read_idx, read_idx_dir, read_npz
+
+__all__ = [
+    "FLOAT32_MAX",
+    "IDX_FILES",
+    "KNOWN_DATASETS",
+    "MAX_INFERRED_CLASSES",
+    "NPZ_SPLIT_KEYS",
+    "TASKS",
+    "DataError",
+    "Dataset",
+    "default_loss",
+    "load_dataset",
+    "read_idx",
+]
 
 TASKS = ("classification", "regression")
 MAX_INFERRED_CLASSES = 50  # a user target of at most this many distinct integers is read as class labels
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 class Dataset(NamedTuple):
@@ -145,109 +151,6 @@ def _split_and_assemble(name, x, y, *, task, class_names=(), seed, test_fraction
         name, x, y, stratify=task == "classification", seed=seed, test_fraction=test_fraction
     )
     return _assemble(name, x_train, y_train, x_test, y_test, task=task, class_names=class_names)
-
-
-# ------------------------------------------------------------------------------------------------- builtins
-
-
-def _xor(seed: int, test_fraction: float) -> Dataset:
-    """The four points of XOR; train and test are the same four, in the order (0,0), (0,1), (1,0), (1,1)."""
-    del seed, test_fraction
-    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
-    y = np.array([0, 1, 1, 0])
-    return _assemble("xor", x, y, x.copy(), y.copy(), task="classification", class_names=("0", "1"))
-
-
-def _sklearn_generated(name: str, seed: int, test_fraction: float) -> Dataset:
-    from sklearn import datasets
-
-    if name == "moons":
-        x, y = datasets.make_moons(1000, noise=0.1, random_state=seed)
-    else:
-        x, y = datasets.make_circles(1000, noise=0.05, factor=0.5, random_state=seed)
-    return _split_and_assemble(
-        name, x, y, task="classification", class_names=("0", "1"), seed=seed, test_fraction=test_fraction
-    )
-
-
-def _spirals(seed: int, test_fraction: float, *, arms: int = 3, n_per_arm: int = 300) -> Dataset:
-    """`arms` interleaved spirals of one turn each, radius 0.15..1, Gaussian noise 0.02: (arms * n_per_arm, 2)."""
-    rng = np.random.default_rng(seed)
-    t = rng.uniform(0.0, 1.0, (arms, n_per_arm))  # position along the arm
-    radius = 0.15 + 0.85 * t
-    angle = 2 * np.pi * (np.arange(arms)[:, None] / arms + t)  # (arms, n_per_arm)
-    x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1).reshape(-1, 2)
-    x += 0.02 * rng.standard_normal(x.shape)
-    y = np.repeat(np.arange(arms), n_per_arm)
-    names = tuple(str(i) for i in range(arms))
-    return _split_and_assemble(
-        "spirals", x, y, task="classification", class_names=names, seed=seed, test_fraction=test_fraction
-    )
-
-
-def _sine(seed: int, test_fraction: float) -> Dataset:
-    """1-D regression: x uniform in [-3, 3], y = sin(x) + N(0, 0.1^2); 1000 points, y of shape (n, 1)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3.0, 3.0, (1000, 1))
-    y = np.sin(x) + 0.1 * rng.standard_normal(x.shape)
-    return _split_and_assemble("sine", x, y, task="regression", seed=seed, test_fraction=test_fraction)
-
-
-def _sklearn_real(name: str, seed: int, test_fraction: float) -> Dataset:
-    from sklearn import datasets
-
-    if name == "diabetes":  # scaled=False: the original units, so feature_mean/std are meaningful
-        x, y = datasets.load_diabetes(return_X_y=True, scaled=False)
-        return _split_and_assemble(name, x, y[:, None], task="regression", seed=seed, test_fraction=test_fraction)
-    bunch = getattr(datasets, f"load_{name}")()
-    names = tuple(str(c) for c in bunch.target_names)
-    return _split_and_assemble(
-        name,
-        bunch.data,
-        bunch.target,
-        task="classification",
-        class_names=names,
-        seed=seed,
-        test_fraction=test_fraction,
-    )
-
-
-def _mnist1d(seed: int, test_fraction: float) -> Dataset:
-    """MNIST-1D built offline by `mnist1d.data.make_dataset` with its defaults: 4000 train, 1000 test, 40 features.
-
-    The package fixes its own seed (42) and split, so `seed` and `test_fraction` do not apply. It reseeds the
-    global `random` and `np.random` generators; their states are restored afterwards.
-    """
-    del seed, test_fraction
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    py_state, np_state = random.getstate(), np.random.get_state()  # noqa: NPY002 (restored below)
-    try:
-        raw = make_dataset(get_dataset_args())
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)  # noqa: NPY002
-    names = tuple(str(i) for i in range(10))
-    return _assemble(
-        "mnist1d", raw["x"], raw["y"], raw["x_test"], raw["y_test"], task="classification", class_names=names
-    )
-
-
-_Builder = Callable[[int, float], Dataset]
-_BUILTINS: dict[str, tuple[str, _Builder]] = {  # name -> (task, builder(seed, test_fraction))
-    "xor": ("classification", _xor),
-    "moons": ("classification", lambda s, f: _sklearn_generated("moons", s, f)),
-    "circles": ("classification", lambda s, f: _sklearn_generated("circles", s, f)),
-    "spirals": ("classification", _spirals),
-    "sine": ("regression", _sine),
-    "digits": ("classification", lambda s, f: _sklearn_real("digits", s, f)),
-    "iris": ("classification", lambda s, f: _sklearn_real("iris", s, f)),
-    "wine": ("classification", lambda s, f: _sklearn_real("wine", s, f)),
-    "breast_cancer": ("classification", lambda s, f: _sklearn_real("breast_cancer", s, f)),
-    "diabetes": ("regression", lambda s, f: _sklearn_real("diabetes", s, f)),
-    "mnist1d": ("classification", _mnist1d),
-}
-KNOWN_DATASETS: tuple[str, ...] = tuple(_BUILTINS)
 
 
 # ------------------------------------------------------------------------------------- user data: targets
@@ -383,156 +286,69 @@ def _from_split(name, x_train, y_train, x_test, y_test, *, task) -> Dataset:
     return _assemble(name, x_train, y_train, x_test, y_test, task=task)
 
 
-# --------------------------------------------------------------------------------------- user data: files
-
-
-def _read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header: list[str] | None = None
-            rows: list[list[float]] = []
-            for row in reader:
-                if all(cell.strip() == "" for cell in row):
-                    continue  # blank line
-                if header is None:
-                    header = [cell.strip() for cell in row]
-                    _check_header(path, header)
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
-                        f"column), got {len(row)}"
-                    )
-                rows.append([_parse_cell(path, reader.line_num, name, cell) for name, cell in zip(header, row)])
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: expected UTF-8 text, got undecodable bytes ({e.reason})") from None
-    except csv.Error as e:
-        raise DataError(f"{path}: malformed CSV: {e}") from None
-    if header is None:
-        raise DataError(f"{path}: expected a header row and data rows, got an empty file")
-    if not rows:
-        raise DataError(f"{path}: expected data rows after the header, got none")
-    if target is None:
-        col = len(header) - 1
-    elif header.count(target) == 1:
-        col = header.index(target)
-    else:
-        problem = "not found" if target not in header else "appears more than once"
-        raise DataError(f"{path}: target column {target!r} {problem}; available columns: {', '.join(header)}")
-    values = np.array(rows, np.float64)  # (n, columns)
-    return np.delete(values, col, axis=1), values[:, col]
-
-
-def _check_header(path: Path, header: list[str]) -> None:
-    if len(header) < 2:
-        raise DataError(f"{path}: expected a header with at least two columns (features and a target), got {header}")
-    if "" in header:
-        raise DataError(
-            f"{path}: expected a name for every column in the header row, column {header.index('') + 1} is empty"
-        )
-    if all(_is_number(cell) for cell in header):
-        raise DataError(f"{path}: expected a header row of column names first, got numbers: {','.join(header)}")
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_cell(path: Path, line: int, column: str, cell: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise DataError(f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}")
-    return value
-
-
-def _read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
-    """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given)."""
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: expected an .npz (zip) archive written by np.savez, got a file that is not one")
-    wanted: dict[str, str] = {}
-
-    def pick(keys: list[str]) -> list[str]:
-        if target is not None:
-            wanted.update(x="x", y=target)
-        elif all(k in keys for k in NPZ_SPLIT_KEYS):
-            wanted.update({k: k for k in NPZ_SPLIT_KEYS})
-        else:
-            wanted.update(x="x", y="y")
-        missing = [k for k in wanted.values() if k not in keys]
-        if missing:
-            raise DataError(
-                f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
-                f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}"
-            )
-        return list(wanted.values())
-
-    try:
-        arrays = npz.load(path, pick)
-    except DataError:
-        raise
-    except npz.NpzError as e:
-        raise DataError(f"{path}: {e}") from None
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path}: corrupt .npz archive: {e}") from None
-    return {role: arrays[key] for role, key in wanted.items()}
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """One IDX file (optionally gzipped, by a ``.gz`` suffix) -> an array of its stored dtype and dims."""
-    path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: expected a gzipped IDX file, could not decompress it: {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: expected an IDX magic number 00 00 <type code> <ndim>, got {raw[:4].hex(' ')}")
-    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DataError(f"{path}: truncated IDX header, expected {header_len} bytes for {ndim} dims, got {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected, got = math.prod(dims) * dtype.itemsize, len(raw) - header_len
-    if got != expected:
-        kind = "truncated" if got < expected else "oversized"
-        raise DataError(
-            f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, got {got}"
-        )
-    return np.frombuffer(raw, dtype, offset=header_len).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def _load_idx_dir(path: Path, *, task: str | None) -> Dataset:
-    """A directory of the four MNIST IDX files (each optionally .gz): images (n, rows*cols) in [0, 1]."""
-    files = {}
-    for stem in IDX_FILES:
-        found = [p for p in (path / stem, path / f"{stem}.gz") if p.is_file()]
-        if not found:
-            present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
-            raise DataError(
-                f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
-                f"missing {stem}; the directory holds {present}"
-            )
-        files[stem] = read_idx(found[0])
-    parts = []
-    for images, labels in ((files[IDX_FILES[0]], files[IDX_FILES[1]]), (files[IDX_FILES[2]], files[IDX_FILES[3]])):
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(
-                f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} and {labels.shape}"
-            )
-        x = images.reshape(len(images), -1).astype(np.float32)
-        parts += [x / 255.0 if images.dtype == np.uint8 else x, labels]
-    return _from_split(str(path), *parts, task=task)
-
-
 # ---------------------------------------------------------------------------------------------- entry point
+
+
+def _check_arguments(name: object, seed: object, test_fraction: object, task: str | None) -> None:
+    if not isinstance(name, (str, os.PathLike)):
+        raise DataError(f"name must be a data set name or a path, got {type(name).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
+        raise DataError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
+    if task is not None and task not in TASKS:
+        raise DataError(f"task must be one of {TASKS} or None, got {task!r}")
+
+
+def _load_builtin(name: str, *, target: str | None, seed: int, test_fraction: float, task: str | None) -> Dataset:
+    """A built-in set (`mlp_jax.training.datasets`), split with `seed` unless it comes with a split of its own."""
+    builtin_task, build = BUILTINS[name]
+    if target is not None:
+        raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for builtin {name!r}")
+    if task is not None and task != builtin_task:
+        raise DataError(f"builtin {name!r} is a {builtin_task} data set, got task={task!r}")
+    source = build(seed)
+    if source.test is not None:
+        x_test, y_test = source.test
+        return _assemble(name, source.x, source.y, x_test, y_test, task=builtin_task, class_names=source.class_names)
+    return _split_and_assemble(
+        name,
+        source.x,
+        source.y,
+        task=builtin_task,
+        class_names=source.class_names,
+        seed=seed,
+        test_fraction=test_fraction,
+    )
+
+
+def _load_path(key: str, *, target: str | None, seed: int, test_fraction: float, task: str | None) -> Dataset:
+    """The user's own data at path `key`: a CSV or NPZ file, or a directory of MNIST IDX files."""
+    path = Path(key)
+    if not path.exists():
+        if path.suffix.lower() in (".csv", ".npz") or os.sep in key or (os.altsep and os.altsep in key):
+            raise DataError(f"data file {key} not found")
+        raise DataError(
+            f"unknown data set {key!r}: expected one of {', '.join(KNOWN_DATASETS)}, "
+            f"or a path to a .csv file, an .npz file or a directory of MNIST IDX files"
+        )
+    if path.is_dir():
+        if target is not None:
+            raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for directory {key}")
+        return _from_split(str(path), *read_idx_dir(path), task=task)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        x, y = read_csv(path, target)
+        return _from_arrays(key, x, y, task=task, seed=seed, test_fraction=test_fraction)
+    if suffix == ".npz":
+        arrays = read_npz(path, target)
+        if "x" in arrays:
+            return _from_arrays(key, arrays["x"], arrays["y"], task=task, seed=seed, test_fraction=test_fraction)
+        return _from_split(key, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], task=task)
+    raise DataError(
+        f"unsupported data file {key}: expected a .csv or .npz file or a directory of MNIST IDX files, "
+        f"got a {suffix or 'suffix-less'} file"
+    )
 
 
 def load_dataset(
@@ -549,50 +365,12 @@ def load_dataset(
     column, default the last), a ``.npz`` file (arrays ``x_train, y_train, x_test, y_test``, or ``x`` and ``y``
     where `target` renames ``y``), or a directory holding the four MNIST IDX files.
     `seed` fixes generated data and the train/test split made (with `test_fraction`) where a source has none.
-    `task` overrides the guess for user data: a target of at most 50 distinct integers is taken as class labels
-    (remapped to 0..K-1 in sorted order; `Dataset.class_names` keeps the originals), anything else as regression.
+    `task` overrides the guess for user data: a target of at most `MAX_INFERRED_CLASSES` distinct integers is
+    taken as class labels (remapped to 0..K-1 in sorted order; `Dataset.class_names` keeps the originals),
+    anything else as regression.
     """
-    if not isinstance(name, (str, os.PathLike)):
-        raise DataError(f"name must be a data set name or a path, got {type(name).__name__}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise DataError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        raise DataError(f"test_fraction must be a number strictly between 0 and 1, got {test_fraction!r}")
-    if task is not None and task not in TASKS:
-        raise DataError(f"task must be one of {TASKS} or None, got {task!r}")
-    seed, test_fraction = int(seed), float(test_fraction)
-
+    _check_arguments(name, seed, test_fraction, task)
     key = os.fspath(name)
-    if key in _BUILTINS:
-        builtin_task, build = _BUILTINS[key]
-        if target is not None:
-            raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for builtin {key!r}")
-        if task is not None and task != builtin_task:
-            raise DataError(f"builtin {key!r} is a {builtin_task} data set, got task={task!r}")
-        return build(seed, test_fraction)
-
-    path = Path(key)
-    if not path.exists():
-        if path.suffix.lower() in (".csv", ".npz") or os.sep in key or (os.altsep and os.altsep in key):
-            raise DataError(f"data file {key} not found")
-        raise DataError(
-            f"unknown data set {key!r}: expected one of {', '.join(KNOWN_DATASETS)}, "
-            f"or a path to a .csv file, an .npz file or a directory of MNIST IDX files"
-        )
-    if path.is_dir():
-        if target is not None:
-            raise DataError(f"target= applies to CSV and NPZ files only, got target={target!r} for directory {key}")
-        return _load_idx_dir(path, task=task)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        x, y = _read_csv(path, target)
-        return _from_arrays(key, x, y, task=task, seed=seed, test_fraction=test_fraction)
-    if suffix == ".npz":
-        arrays = _read_npz(path, target)
-        if "x" in arrays:
-            return _from_arrays(key, arrays["x"], arrays["y"], task=task, seed=seed, test_fraction=test_fraction)
-        return _from_split(key, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], task=task)
-    raise DataError(
-        f"unsupported data file {key}: expected a .csv or .npz file or a directory of MNIST IDX files, "
-        f"got a {suffix or 'suffix-less'} file"
-    )
+    seed, test_fraction = int(seed), float(test_fraction)
+    load = _load_builtin if key in BUILTINS else _load_path
+    return load(key, target=target, seed=seed, test_fraction=test_fraction, task=task)

@@ -1,0 +1,181 @@
+"""Reading the user's data files into numpy arrays: a CSV with a header row, an ``.npz`` archive (through
+`mlp_jax.training.npz`: no pickles, every header checked), and IDX files (MNIST's format, optionally gzipped).
+
+Every reader raises `DataError`, one line naming the file, what was expected and what was found. What the
+arrays mean (features, targets, the task) is decided by `mlp_jax.training.data`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from mlp_jax.core.errors import DataError
+from mlp_jax.training import npz
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# -------------------------------------------------------------------------------------------------- CSV
+
+
+def read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header: list[str] | None = None
+            rows: list[list[float]] = []
+            for row in reader:
+                if all(cell.strip() == "" for cell in row):
+                    continue  # blank line
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    _check_header(path, header)
+                    continue
+                if len(row) != len(header):
+                    raise DataError(
+                        f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
+                        f"column), got {len(row)}"
+                    )
+                rows.append([_parse_cell(path, reader.line_num, name, cell) for name, cell in zip(header, row)])
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: expected UTF-8 text, got undecodable bytes ({e.reason})") from None
+    except csv.Error as e:
+        raise DataError(f"{path}: malformed CSV: {e}") from None
+    if header is None:
+        raise DataError(f"{path}: expected a header row and data rows, got an empty file")
+    if not rows:
+        raise DataError(f"{path}: expected data rows after the header, got none")
+    if target is None:
+        col = len(header) - 1
+    elif header.count(target) == 1:
+        col = header.index(target)
+    else:
+        problem = "not found" if target not in header else "appears more than once"
+        raise DataError(f"{path}: target column {target!r} {problem}; available columns: {', '.join(header)}")
+    values = np.array(rows, np.float64)  # (n, columns)
+    return np.delete(values, col, axis=1), values[:, col]
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if len(header) < 2:
+        raise DataError(f"{path}: expected a header with at least two columns (features and a target), got {header}")
+    if "" in header:
+        raise DataError(
+            f"{path}: expected a name for every column in the header row, column {header.index('') + 1} is empty"
+        )
+    if all(_is_number(cell) for cell in header):
+        raise DataError(f"{path}: expected a header row of column names first, got numbers: {','.join(header)}")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_cell(path: Path, line: int, column: str, cell: str) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise DataError(f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}")
+    return value
+
+
+# -------------------------------------------------------------------------------------------------- NPZ
+
+
+def read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
+    """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given)."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: expected an .npz (zip) archive written by np.savez, got a file that is not one")
+    wanted: dict[str, str] = {}
+
+    def pick(keys: list[str]) -> list[str]:
+        if target is not None:
+            wanted.update(x="x", y=target)
+        elif all(k in keys for k in NPZ_SPLIT_KEYS):
+            wanted.update({k: k for k in NPZ_SPLIT_KEYS})
+        else:
+            wanted.update(x="x", y="y")
+        missing = [k for k in wanted.values() if k not in keys]
+        if missing:
+            raise DataError(
+                f"{path}: expected arrays {', '.join(NPZ_SPLIT_KEYS)} or x and y (or x and "
+                f"target=...), missing {', '.join(missing)}; found {', '.join(keys) or 'none'}"
+            )
+        return list(wanted.values())
+
+    try:
+        arrays = npz.load(path, pick)
+    except DataError:
+        raise
+    except npz.NpzError as e:
+        raise DataError(f"{path}: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path}: corrupt .npz archive: {e}") from None
+    return {role: arrays[key] for role, key in wanted.items()}
+
+
+# -------------------------------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One IDX file (optionally gzipped, by a ``.gz`` suffix) -> an array of its stored dtype and dims."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: expected a gzipped IDX file, could not decompress it: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
+        raise DataError(f"{path}: expected an IDX magic number 00 00 <type code> <ndim>, got {raw[:4].hex(' ')}")
+    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
+    header_len = 4 + 4 * ndim
+    if len(raw) < header_len:
+        raise DataError(f"{path}: truncated IDX header, expected {header_len} bytes for {ndim} dims, got {len(raw)}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    expected, got = math.prod(dims) * dtype.itemsize, len(raw) - header_len
+    if got != expected:
+        kind = "truncated" if got < expected else "oversized"
+        raise DataError(
+            f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, got {got}"
+        )
+    return np.frombuffer(raw, dtype, offset=header_len).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx_dir(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A directory of the four MNIST IDX files (each optionally .gz) -> x_train, y_train, x_test, y_test:
+    images flattened to (n, rows*cols) float32, in [0, 1] when stored as bytes, and their labels (n,)."""
+    files = {}
+    for stem in IDX_FILES:
+        found = [p for p in (path / stem, path / f"{stem}.gz") if p.is_file()]
+        if not found:
+            present = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+            raise DataError(
+                f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
+                f"missing {stem}; the directory holds {present}"
+            )
+        files[stem] = read_idx(found[0])
+    parts = []
+    for images, labels in ((files[IDX_FILES[0]], files[IDX_FILES[1]]), (files[IDX_FILES[2]], files[IDX_FILES[3]])):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(
+                f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} and {labels.shape}"
+            )
+        x = images.reshape(len(images), -1).astype(np.float32)
+        parts += [x / 255.0 if images.dtype == np.uint8 else x, labels]
+    return parts[0], parts[1], parts[2], parts[3]
