@@ -5,7 +5,7 @@ Everything lands in ``--out DIR``: ``metrics.json`` (config, per-epoch history, 
 ``decision_boundary.png`` (2-D data sets), and ``checkpoint.npz`` (see `mlp_jax.training.checkpoint`), all
 written atomically. ``--resume DIR --epochs N`` continues the run in DIR up to N epochs in total.
 
-`fit` runs four steps: check the config and the output directory (and, to resume, the saved progress) before
+`fit` runs five steps: check the config and the output directory (and, to resume, the saved progress) before
 any data is loaded; load the data and shape its targets for the loss; build the state (fresh, or loaded from
 the checkpoint) and place the arrays on the devices; run the epochs, checkpointing after each; then write the
 metrics and plots. The config lives in `mlp_jax.training.config`, the run directory's files in
