@@ -26,8 +26,8 @@ import jax.numpy as jnp
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits
 from mlp_jax.core.matmul import batch_bounds, choose_batch_parts, choose_layout, dot, materialize
-from mlp_jax.core.model import check_problem
 from mlp_jax.core.params import Layer, Params, layer_sizes
+from mlp_jax.core.validation import check_problem
 
 Array = jax.Array
 

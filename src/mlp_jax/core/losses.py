@@ -122,79 +122,14 @@ def target_kind(name: str) -> str:
     return "labels" if name == "softmax_cross_entropy" or name in _LABEL_TARGETS else "dense"
 
 
-def _concrete(a) -> np.ndarray | None:
-    """`a` as a numpy array when its values are known now (not a tracer under jit), else None."""
-    if isinstance(a, jax.core.Tracer):
-        return None
-    return np.asarray(a)
+def registered_for_labels(name: str) -> bool:
+    """Whether loss `name` was registered with ``targets="labels"`` (integer labels only)."""
+    return name in _LABEL_TARGETS
 
 
-def _as_numeric_array(a, what: str) -> Array:
-    """`a` as a JAX array; a TypeError naming `what` if it holds anything but numbers or booleans."""
-    if isinstance(a, jax.Array):
-        return a
-    array = np.asarray(a)
-    bfloat16 = array.dtype.kind == "V" and jnp.issubdtype(array.dtype, jnp.floating)  # ml_dtypes' kind is "V"
-    if not (array.dtype.kind in "biuf" or bfloat16):
-        raise TypeError(f"{what} must be numeric, got dtype {array.dtype}")
-    return jnp.asarray(array)
-
-
-def prepare_targets(name: str, y, batch: int, out: int, dtype) -> Array:
-    """Check `y` against what loss `name` expects and return it ready for use.
-
-    Integer labels stay integer; everything else is cast to the params' `dtype`. Raises a
-    ValueError or TypeError naming the expected and the given shape, dtype or value range.
-    """
-    y = _as_numeric_array(y, "y")
-    is_int = jnp.issubdtype(y.dtype, jnp.integer)
-    if (name == "softmax_cross_entropy" and y.ndim == 1) or name in _LABEL_TARGETS:
-        if not is_int:
-            raise TypeError(
-                f"{name} with 1-D y expects integer labels of shape ({batch},), got dtype {y.dtype}"
-                if y.ndim == 1
-                else f"{name} expects integer labels of shape ({batch},), got shape {y.shape} and dtype {y.dtype}"
-            )
-        if y.shape != (batch,):
-            raise ValueError(f"integer labels must have shape ({batch},), got {y.shape}")
-        values = _concrete(y)
-        if values is not None and values.size and (values.min() < 0 or values.max() >= out):
-            raise ValueError(
-                f"integer labels must lie in [0, {out}) for {out} outputs, got values in "
-                f"[{values.min()}, {values.max()}]"
-            )
-        return y
-    if y.shape != (batch, out):
-        hint = f" or integer labels of shape ({batch},)" if name == "softmax_cross_entropy" else ""
-        raise ValueError(f"loss {name!r} expects y of shape ({batch}, {out}){hint}, got {y.shape}")
-    if not (jnp.issubdtype(y.dtype, jnp.floating) or is_int or y.dtype == jnp.bool_):
-        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
-    values = _concrete(y)
-    # built-in losses only: a registered loss may use NaN to mark a missing target
-    if _REGISTRY[name] is BUILTIN.get(name) and values is not None and values.size and not np.isfinite(values).all():
-        raise ValueError(
-            f"y must be finite, got {values[~np.isfinite(values)][0]} at index "
-            f"{tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])}"
-        )
-    in_unit_interval = values is None or not values.size or (values.min() >= 0 and values.max() <= 1)
-    if name == "sigmoid_binary_cross_entropy" and not in_unit_interval:
-        raise ValueError(
-            f"sigmoid_binary_cross_entropy expects y in [0, 1], got values in [{values.min()}, {values.max()}]"
-        )
-    return y.astype(dtype)
-
-
-def prepare_sample_weight(sample_weight, batch: int, dtype) -> Array | None:
-    """Check a (batch,) weight vector (non-negative, not all zero when concrete) and cast it to `dtype`."""
-    if sample_weight is None:
-        return None
-    w = _as_numeric_array(sample_weight, "sample_weight")
-    if w.shape != (batch,):
-        raise ValueError(f"sample_weight must have shape ({batch},), got {w.shape}")
-    values = _concrete(w)
-    if values is not None and (values.min() < 0 or values.sum() <= 0 or not np.isfinite(values).all()):
-        raise ValueError("sample_weight must be finite, non-negative and not all zero")
-    return w.astype(dtype)
+def is_builtin(name: str) -> bool:
+    """Whether loss `name` still has its built-in definition (not replaced with ``overwrite=True``)."""
+    return get_loss(name) is BUILTIN.get(name)
 
 
 def reduce(per_example: Array, sample_weight: Array | None) -> Array:

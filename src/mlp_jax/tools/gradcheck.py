@@ -57,9 +57,9 @@ from jax.flatten_util import ravel_pytree
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.backprop import ManualPass, manual_pass
 from mlp_jax.core.losses import get_loss, reduce, target_kind
-from mlp_jax.core.model import check_problem
 from mlp_jax.core.model import loss as loss_fn
 from mlp_jax.core.params import Layer, Params, layer_sizes
+from mlp_jax.core.validation import check_problem
 from mlp_jax.tools.gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
 
 Array = jax.Array

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 
 from mlp_jax.core.backprop import manual_backward, manual_forward
 from mlp_jax.core.losses import get_loss, reduce
-from mlp_jax.core.model import check_problem
 from mlp_jax.core.params import Params
+from mlp_jax.core.validation import check_problem
 
 Array = jax.Array
 

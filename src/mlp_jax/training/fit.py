@@ -26,9 +26,9 @@ import numpy as np
 import optax
 
 from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, UsageError
-from mlp_jax.core.losses import prepare_targets
 from mlp_jax.core.model import forward
 from mlp_jax.core.params import init_params
+from mlp_jax.core.validation import prepare_targets
 from mlp_jax.training import distributed
 from mlp_jax.training.checkpoint import load_checkpoint, save_checkpoint
 from mlp_jax.training.config import (
