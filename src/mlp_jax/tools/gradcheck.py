@@ -52,7 +52,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.backprop import ManualPass, manual_pass
@@ -60,6 +59,7 @@ from mlp_jax.core.losses import get_loss, reduce, target_kind
 from mlp_jax.core.model import loss as loss_fn
 from mlp_jax.core.params import Layer, Params, layer_sizes
 from mlp_jax.core.validation import check_problem
+from mlp_jax.tools.finite_differences import FiniteDifferences, central_differences, fd_step, project
 from mlp_jax.tools.gradcheck_report import LeafReport, NonFinite, Report, compare, either, ratio
 
 Array = jax.Array
@@ -140,96 +140,6 @@ def _reference(params, x, y, sample_weight, *, activation, loss):
     return value, grads, sizes
 
 
-def fd_step(dtype) -> float:
-    """The central-difference step for evaluating in `dtype`, per unit of ``max(1, |theta|)``: eps^(1/3)."""
-    return float(jnp.finfo(dtype).eps) ** (1 / 3)
-
-
-class Probes(NamedTuple):
-    """Where the finite differences look: entries of the flattened params, and directions in big leaves."""
-
-    entries: tuple[Array, Array]  # indices into the flattened params (n,) and their steps (n,)
-    directions: dict[int, tuple[Array, Array]]  # leaf j -> unit directions (n_j, *shape) and their step ()
-
-
-@partial(jax.jit, static_argnames=("activation", "loss"))
-def _finite_differences(params, x, y, sample_weight, probes: Probes, *, activation, loss):
-    """Central differences of the loss with steps h and 2h: ``(by_entry (n, 2), {j: by_direction (n_j, 2)})``,
-    for the entry probes of the flattened params and the directions in each leaf j."""
-    value = lambda p: loss_fn(p, x, y, activation, loss, sample_weight)
-    central = lambda at, h: (value(at(h)) - value(at(-h))) / (2 * h)  # at(t): params moved by t along the probe
-    theta, unflatten = ravel_pytree(params)
-    leaves, treedef = jax.tree.flatten(params)
-
-    def entry(probe):
-        i, h = probe
-        at = lambda t: unflatten(theta.at[i].add(t))
-        return jnp.stack([central(at, h), central(at, 2 * h)])
-
-    n = probes.entries[0].shape[0]
-    by_entry = jax.lax.map(entry, probes.entries, batch_size=64) if n else jnp.zeros((0, 2), theta.dtype)
-    by_direction = {}
-    for j, (directions, h) in probes.directions.items():
-
-        def along(v, j=j, h=h):
-            at = lambda t: jax.tree.unflatten(treedef, [*leaves[:j], leaves[j] + t * v, *leaves[j + 1 :]])
-            return jnp.stack([central(at, h), central(at, 2 * h)])
-
-        by_direction[j] = jax.lax.map(along, directions, batch_size=64)
-    return by_entry, by_direction
-
-
-def _probes(params64: Params, fd_entries: int, fd_mode: str, seed: int) -> tuple[Probes, list, list[str]]:
-    """The probes for `_finite_differences`; per leaf, its own probes (entry indices (n,) or unit
-    directions (n, *shape)) and how they were chosen."""
-    rng = np.random.default_rng(seed)
-    h = fd_step(jnp.float64)
-    indices, steps, directions, per_leaf, how = [], [], {}, [], []
-    offset = 0
-    for j, leaf in enumerate(jax.tree.leaves(params64)):
-        flat = np.asarray(leaf).ravel()
-        if flat.size <= fd_entries:
-            per_leaf.append(np.arange(flat.size))
-            how.append(f"all {flat.size} entries")
-        elif fd_mode == "entries":
-            per_leaf.append(np.sort(rng.choice(flat.size, fd_entries, replace=False)))
-            how.append(f"{fd_entries} random of {flat.size} entries (seed {seed})")
-        else:
-            v = rng.standard_normal((fd_entries, *leaf.shape))
-            v /= np.sqrt(np.sum(v * v, axis=tuple(range(1, v.ndim)), keepdims=True))
-            directions[j] = (jnp.asarray(v), jnp.asarray(h * max(1.0, float(np.max(np.abs(flat))))))
-            per_leaf.append(v)
-            how.append(f"{fd_entries} random unit directions in {flat.size} entries (seed {seed})")
-        if per_leaf[-1].ndim == 1:
-            indices.append(offset + per_leaf[-1])
-            steps.append(h * np.maximum(1.0, np.abs(flat[per_leaf[-1]])))
-        offset += flat.size
-    entries = (
-        jnp.asarray(np.concatenate(indices) if indices else np.zeros(0), jnp.int32),  # none: every
-        jnp.asarray(np.concatenate(steps) if steps else np.zeros(0)),
-    )  # leaf probed by directions
-    return Probes(entries, directions), per_leaf, how
-
-
-def _split(by_entry: np.ndarray, by_direction: dict, per_leaf: list[np.ndarray]) -> list[np.ndarray]:
-    """The finite differences of each leaf, in leaf order: (n, 2), with steps h and 2h."""
-    out, start = [], 0
-    for j, probe in enumerate(per_leaf):
-        if probe.ndim == 1:
-            out.append(by_entry[start : start + len(probe)])
-            start += len(probe)
-        else:
-            out.append(np.asarray(by_direction[j], np.float64))
-    return out  # each (n, 2): steps h and 2h
-
-
-def _project(g: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """What the finite differences estimate for gradient leaf `g`: entries, or directional derivatives."""
-    if probe.ndim == 1:
-        return g.ravel()[probe]
-    return probe.reshape(probe.shape[0], -1) @ g.ravel()
-
-
 # ----------------------------------------------------------------------------------------------------
 # check_gradients
 
@@ -261,59 +171,70 @@ def check_gradients(
     ``print(report)`` for the table, ``report.to_json()``. Raises RuntimeError unless
     ``jax_enable_x64`` is on.
     """
+    _check_settings(fd_entries, fd_mode)
+    x, y, sample_weight, dtype = check_problem(params, x, y, activation, loss, sample_weight)
+    names = dict(activation=activation, loss=loss)
+    manual, autodiff, nonfinite = _in_params_dtype(params, x, y, sample_weight, names)
+    run64 = _in_float64(params, x, y, sample_weight, names, fd_entries, fd_mode, seed)
+    grads = _HostGrads(_host(manual), _host(autodiff), _host(run64.grads))
+    leaves = _leaf_reports(grads, run64, layer_sizes(params), x.shape[0], dtype)
+    first_failing_layer, first_failure = _first_failure(leaves)
+    return Report(
+        sizes=tuple(layer_sizes(params)),
+        batch=x.shape[0],
+        dtype=jnp.dtype(dtype).name,
+        activation=activation,
+        loss=loss,
+        loss_value=run64.value,
+        eps=float(jnp.finfo(dtype).eps),
+        fd_step=fd_step(jnp.float64),
+        leaves=tuple(leaves),
+        first_failing_layer=first_failing_layer,
+        first_failure=first_failure,
+        nonfinite=nonfinite,
+        ok=first_failure is None and nonfinite is None,
+    )
+
+
+def _check_settings(fd_entries: int, fd_mode: str) -> None:
     if not jax.config.read("jax_enable_x64"):
         raise RuntimeError(X64_MESSAGE)
     if fd_mode not in FD_MODES:
         raise ValueError(f"fd_mode must be one of {list(FD_MODES)}, got {fd_mode!r}")
     if not (isinstance(fd_entries, int) and fd_entries >= 1):
         raise ValueError(f"fd_entries must be a positive integer, got {fd_entries!r}")
-    x, y, sample_weight, dtype = check_problem(params, x, y, activation, loss, sample_weight)
-    sizes, batch = layer_sizes(params), x.shape[0]
-    names = dict(activation=activation, loss=loss)
 
+
+def _in_params_dtype(params, x, y, sample_weight, names: dict) -> tuple[Params, Params, NonFinite | None]:
+    """The manual and the autodiff gradients in the params' dtype, and where the manual pass first holds a
+    NaN or inf (None when nowhere)."""
     manual, autodiff, flags = _manual_and_autodiff(params, x, y, sample_weight, **names)
     flags = np.asarray(flags)
     nonfinite = _trace_names(len(params))[int(np.argmax(flags))] if flags.any() else None
+    return manual, autodiff, nonfinite
+
+
+class _Float64Run(NamedTuple):
+    """The float64 run: the loss, autodiff's gradients, each leaf's S and its finite differences."""
+
+    value: float
+    grads: Params
+    term_sizes: list[float]  # S of every leaf, in jax.tree.leaves(params) order
+    fd: FiniteDifferences
+    fd_rounding: float  # rounding in the loss difference, with the smallest step used (max(1, |theta|) >= 1)
+
+
+def _in_float64(params, x, y, sample_weight, names: dict, fd_entries: int, fd_mode: str, seed: int) -> _Float64Run:
+    """The reference and the finite differences, on a float64 copy of the net."""
     params64, x64, y64, weight64 = jax.tree.map(_to_float64, (params, x, y, sample_weight))
     value64, reference, term_sizes = _reference(params64, x64, y64, weight64, **names)
-    probes, per_leaf, fd_how = _probes(params64, fd_entries, fd_mode, seed)
-    by_entry, by_direction = _finite_differences(params64, x64, y64, weight64, probes, **names)
-
-    host = lambda tree: [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(tree)]
-    grads = {"manual": host(manual), "autodiff": host(autodiff), "float64": host(reference)}
-    fd = {
-        "values": _split(np.asarray(by_entry, np.float64), by_direction, per_leaf),
-        "probes": per_leaf,
-        "how": fd_how,
-        # rounding in the loss difference, with the smallest step used (max(1, |theta|) >= 1)
-        "rounding": FD_ROUNDING * np.finfo(np.float64).eps * abs(float(value64)) / fd_step(jnp.float64),
-    }
-    term_sizes = [float(s) for s in jax.tree.leaves(term_sizes)]
-    leaves = [
-        _leaf_report(grads, fd, term_sizes, 2 * layer + i, layer, name, sum_length(sizes, batch, layer), dtype)
-        for layer in reversed(range(len(params)))
-        for i, name in enumerate(Layer._fields)
-    ]
-    first = next((leaf for leaf in leaves if not leaf.ok), None)
-    first_failure = None
-    if first is not None:
-        check, c = next((n, c) for n, c in first.checks.items() if not c.ok)
-        where = f"layer {first.layer} {first.leaf}: {check}"
-        first_failure = f"{where} error {c.eps_units:.3g} eps > tolerance {c.tolerance:.3g}"
-    return Report(
-        sizes=tuple(sizes),
-        batch=batch,
-        dtype=jnp.dtype(dtype).name,
-        activation=activation,
-        loss=loss,
-        loss_value=float(value64),
-        eps=float(jnp.finfo(dtype).eps),
-        fd_step=fd_step(jnp.float64),
-        leaves=tuple(leaves),
-        first_failing_layer=None if first is None else first.layer,
-        first_failure=first_failure,
-        nonfinite=nonfinite,
-        ok=first is None and nonfinite is None,
+    fd = central_differences(params64, x64, y64, weight64, **names, fd_entries=fd_entries, fd_mode=fd_mode, seed=seed)
+    return _Float64Run(
+        value=float(value64),
+        grads=reference,
+        term_sizes=[float(s) for s in jax.tree.leaves(term_sizes)],
+        fd=fd,
+        fd_rounding=FD_ROUNDING * np.finfo(np.float64).eps * abs(float(value64)) / fd_step(jnp.float64),
     )
 
 
@@ -321,11 +242,44 @@ def _to_float64(a: Array) -> Array:
     return a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
 
 
-def _leaf_report(grads: dict, fd: dict, term_sizes: list, j: int, layer: int, name: str, k: int, dtype) -> LeafReport:
+class _HostGrads(NamedTuple):
+    """Every gradient leaf on the host in float64, in ``jax.tree.leaves(params)`` order."""
+
+    manual: list[np.ndarray]
+    autodiff: list[np.ndarray]
+    float64: list[np.ndarray]
+
+
+def _host(tree) -> list[np.ndarray]:
+    return [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(tree)]
+
+
+def _leaf_reports(grads: _HostGrads, run64: _Float64Run, sizes: list[int], batch: int, dtype) -> list[LeafReport]:
+    """Every leaf's comparisons, from the output layer backwards, w then b."""
+    return [
+        _leaf_report(grads, run64, 2 * layer + i, layer, name, sum_length(sizes, batch, layer), dtype)
+        for layer in reversed(range(len(sizes) - 1))
+        for i, name in enumerate(Layer._fields)
+    ]
+
+
+def _first_failure(leaves: list[LeafReport]) -> tuple[int | None, str | None]:
+    """The layer of the first failing leaf from the output backwards, and its first failing check."""
+    first = next((leaf for leaf in leaves if not leaf.ok), None)
+    if first is None:
+        return None, None
+    check, c = next((n, c) for n, c in first.checks.items() if not c.ok)
+    return (
+        first.layer,
+        f"layer {first.layer} {first.leaf}: {check} error {c.eps_units:.3g} eps > tolerance {c.tolerance:.3g}",
+    )
+
+
+def _leaf_report(grads: _HostGrads, run64: _Float64Run, j: int, layer: int, name: str, k: int, dtype) -> LeafReport:
     """Every comparison of leaf `j` (in ``jax.tree.leaves(params)`` order) under the tolerance rule."""
     eps, tiny = float(jnp.finfo(dtype).eps), float(jnp.finfo(dtype).tiny)
-    term_size = max(term_sizes[j], tiny / eps)  # below tiny / eps the dtype holds no relative precision
-    manual, autodiff, exact = grads["manual"][j], grads["autodiff"][j], grads["float64"][j]
+    term_size = max(run64.term_sizes[j], tiny / eps)  # below tiny / eps the dtype holds no relative precision
+    manual, autodiff, exact = grads.manual[j], grads.autodiff[j], grads.float64[j]
     cmp = partial(compare, eps=eps, term_size=term_size)
     checks = {"manual vs autodiff": cmp(manual, autodiff, tolerance=2 * k)}
     closer = None
@@ -336,15 +290,15 @@ def _leaf_report(grads: dict, fd: dict, term_sizes: list, j: int, layer: int, na
         closer = "tie" if errors[0] == errors[1] else "manual" if errors[0] < errors[1] else "autodiff"
 
     # Against finite differences. A probe is an entry, or a unit direction v with |v . err| <= |v|_1 max|err|.
-    probe, (d_h, d_2h) = fd["probes"][j], fd["values"][j].T
+    probe, (d_h, d_2h) = run64.fd.probes[j], run64.fd.values[j].T
     spread = 1.0 if probe.ndim == 1 else float(np.max(np.abs(probe).reshape(len(probe), -1).sum(axis=1)))
-    fd_error = fd["rounding"] + FD_SAFETY * float(np.max(np.abs(d_2h - d_h), initial=0.0)) / 3  # Richardson
+    fd_error = run64.fd_rounding + FD_SAFETY * float(np.max(np.abs(d_2h - d_h), initial=0.0)) / 3  # Richardson
     fd_size = term_size * spread
     cmp = partial(compare, eps=eps, term_size=fd_size, tolerance=k + ratio(fd_error, eps * fd_size))
-    pair = either(cmp(_project(manual, probe), d_h), cmp(_project(autodiff, probe), d_h))
+    pair = either(cmp(project(manual, probe), d_h), cmp(project(autodiff, probe), d_h))
     checks["manual vs fd"], checks["autodiff vs fd"] = pair
     ok = all(c.ok for c in checks.values())
-    return LeafReport(layer, name, tuple(manual.shape), k, term_sizes[j], checks, closer, fd["how"][j], ok)
+    return LeafReport(layer, name, tuple(manual.shape), k, run64.term_sizes[j], checks, closer, run64.fd.how[j], ok)
 
 
 def random_problem(sizes: list[int], batch: int, loss: str, dtype, seed: int) -> tuple[Params, Array, Array]:
