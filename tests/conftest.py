@@ -22,7 +22,7 @@ def _is_float64(value) -> bool:
         return False
     try:
         return np.dtype(value) == np.float64
-    except TypeError:
+    except (TypeError, ValueError):  # not a dtype name: "a, b" and other comma strings raise ValueError
         return False
 
 
