@@ -1,4 +1,4 @@
-"""keep_freed_memory: freed XLA:CPU buffers are reused instead of coming back as fresh pages."""
+"""mlp_jax.bench.hostmem: keep_freed_memory reuses freed XLA:CPU buffers instead of fresh pages, and warns when late."""
 
 import subprocess
 import sys
@@ -28,6 +28,7 @@ print(sorted(per_call)[len(per_call) // 2])  # the median call: one call that gr
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_keep_freed_memory_stops_page_faults_per_call():
     faults = {
@@ -54,6 +55,7 @@ print(sum(issubclass(w.category, RuntimeWarning) and "before the first JAX" in s
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 @pytest.mark.parametrize("when, warned", [("early", 0), ("late", 1)])
 def test_warns_when_called_after_jax_started(when, warned):

@@ -1,0 +1,61 @@
+"""`mlp-jax bench` (mlp_jax.cli.bench): a tiny run end to end, and bad flags (exit 2)."""
+
+import json
+
+import pytest
+
+from mlp_jax.cli.main import main
+
+
+@pytest.mark.slow
+def test_cli_run_lets_every_process_allocate_as_it_goes(tmp_path, monkeypatch, capsys):
+    """`mlp-jax bench` end to end on a tiny config; on a GPU its workers must not find 75 % of the
+    device's memory already taken by the parent, so the CLI turns JAX's preallocation off."""
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
+    flags = [
+        "--configs",
+        "1x8x16",
+        "--repeats",
+        "1",
+        "--min-sample",
+        "0.001",
+        "--no-peaks",
+        "--peers",
+        "none",
+        "--no-memory",
+        "--no-digits",
+        "--no-plots",
+        "--malloc",
+        "default",
+    ]
+    assert main(["bench", "--out", str(tmp_path), *flags]) == 0
+    assert "| 1x8x16 | float32 | sgd |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["environment"]["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert saved["settings"] == {"repeats": 1, "min_sample_s": 0.001, "peers": [], "peer_rounds": 3}
+    assert set(saved["configs"]["1x8x16"]) >= {"grad", "sgd", "adam", "fused"}  # every config: all four kinds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--repeats", "0"],
+        ["--min-sample", "0"],
+        ["--configs", "huge"],
+        ["--configs", "2x8x8:int8"],
+        ["--configs", ","],
+        ["--peers", "tensorflow"],
+    ],
+    ids=["repeats", "min-sample", "config", "dtype", "no-configs", "peer"],
+)
+def test_bad_flags_exit_2(flags, tmp_path, capsys):
+    assert main(["bench", "--out", str(tmp_path), *flags]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_out_must_be_a_directory(tmp_path, capsys):
+    out = tmp_path / "a-file"
+    out.write_text("")
+    assert main(["bench", "--out", str(out), "--configs", "xor"]) == 2
+    assert "not a directory" in capsys.readouterr().err
