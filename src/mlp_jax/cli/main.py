@@ -66,15 +66,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mlp-jax: error: --import {module}: {error}", file=sys.stderr)
             return 2
     module_name, description = SUBCOMMANDS[command]
-    module = importlib.import_module(module_name)
+    subcommand = importlib.import_module(module_name)
     parser = _Parser(prog=f"mlp-jax {command}", description=description)
-    module.add_cli_arguments(parser)
+    subcommand.add_cli_arguments(parser)
     try:
         args = parser.parse_args(rest)
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        return int(module.run_cli(args))
+        return int(subcommand.run_cli(args))
     except UsageError as error:
         print(f"mlp-jax {command}: error: {error}", file=sys.stderr)
         return 2

@@ -17,7 +17,9 @@ No jax.grad, jax.vjp, jax.jvp or jax.linearize is used here; tests compare it ag
 
 from __future__ import annotations
 
+import functools
 import itertools
+import operator
 from typing import NamedTuple
 
 import jax
@@ -244,4 +246,4 @@ def _sum_parts(*parts: Array) -> Array:
     if len(parts) == 1:
         return parts[0]
     wide = jnp.promote_types(parts[0].dtype, jnp.float32)
-    return sum(part.astype(wide) for part in parts).astype(parts[0].dtype)
+    return functools.reduce(operator.add, [part.astype(wide) for part in parts]).astype(parts[0].dtype)

@@ -80,7 +80,7 @@ def choose_batch_parts(batch_parts: int | str, layout: str, batch: int) -> int:
     if isinstance(batch_parts, str) and batch_parts == "auto":
         return 2 if layout == "feature" and batch >= PARTS_MIN_BATCH and jax.device_count() == 1 else 1
     try:
-        parts = None if isinstance(batch_parts, bool) else operator.index(batch_parts)  # int, numpy int
+        parts = None if isinstance(batch_parts, (bool, str)) else operator.index(batch_parts)  # int, numpy int
     except TypeError:
         parts = None
     if parts is None or not 1 <= parts <= max(batch, 1):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, SupportsIndex
 
 import jax
 import jax.numpy as jnp
@@ -62,15 +62,7 @@ def init_params(
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITS)}")
-    sizes = list(layer_sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"layer_sizes needs at least 2 entries (input and output), got {sizes}")
-    try:  # ints, numpy ints included; not bools, floats or strings
-        sizes = [None if isinstance(size, bool) else operator.index(size) for size in sizes]
-    except TypeError:
-        sizes = [None]
-    if any(size is None or size < 1 for size in sizes):
-        raise ValueError(f"layer_sizes must be positive integers, got {list(layer_sizes)}")
+    sizes = _checked_sizes(layer_sizes)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
@@ -79,6 +71,28 @@ def init_params(
         Layer(w=INITS[init](k, (d_in, d_out), dtype), b=jnp.zeros((d_out,), dtype))
         for k, d_in, d_out in zip(keys, sizes[:-1], sizes[1:])
     )
+
+
+def _checked_sizes(layer_sizes: Sequence[int]) -> list[int]:
+    """`layer_sizes` as a list of ints; a ValueError unless it holds at least two positive integers."""
+    sizes = list(layer_sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least 2 entries (input and output), got {sizes}")
+    ints = [_as_int(size) for size in sizes]
+    checked = [size for size in ints if size is not None and size >= 1]
+    if len(checked) != len(sizes):
+        raise ValueError(f"layer_sizes must be positive integers, got {sizes}")
+    return checked
+
+
+def _as_int(size: object) -> int | None:
+    """An int or a numpy int as an int; None for anything else (bools, floats, strings)."""
+    if isinstance(size, bool) or not isinstance(size, SupportsIndex):
+        return None
+    try:
+        return operator.index(size)
+    except TypeError:  # an array of more than one element
+        return None
 
 
 def layer_sizes(params: Params) -> list[int]:

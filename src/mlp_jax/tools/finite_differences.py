@@ -57,12 +57,18 @@ def finite_differences(params, x, y, sample_weight, probes: Probes, *, activatio
     return by_entry, by_direction
 
 
-def make_probes(params64: Params, fd_entries: int, fd_mode: str, seed: int) -> tuple[Probes, list, list[str]]:
+def make_probes(
+    params64: Params, fd_entries: int, fd_mode: str, seed: int
+) -> tuple[Probes, list[np.ndarray], list[str]]:
     """The probes for `finite_differences`; per leaf, its own probes (entry indices (n,) or unit
     directions (n, *shape)) and how they were chosen."""
     rng = np.random.default_rng(seed)
     h = fd_step(jnp.float64)
-    indices, steps, directions, per_leaf, how = [], [], {}, [], []
+    indices: list[np.ndarray] = []  # flat indices of the entry probes, leaf by leaf
+    steps: list[np.ndarray] = []  # and their steps
+    directions: dict[int, tuple[Array, Array]] = {}
+    per_leaf: list[np.ndarray] = []
+    how: list[str] = []
     offset = 0
     for j, leaf in enumerate(jax.tree.leaves(params64)):
         flat = np.asarray(leaf).ravel()

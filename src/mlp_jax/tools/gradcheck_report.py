@@ -150,7 +150,8 @@ _LEFT = {"leaf", "check", ""}
 
 def _table(report: Report) -> str:
     """The report as a plain-text table: one row per comparison, a note line under each leaf."""
-    rows, notes = [_COLUMNS], {}
+    rows: list[tuple[str, ...]] = [_COLUMNS]
+    notes: dict[int, str] = {}
     for leaf in report.leaves:
         for n, (check, c) in enumerate(leaf.checks.items()):
             shape = "x".join(map(str, leaf.shape))
