@@ -56,8 +56,8 @@ def _softmax(logits: Array, y: Array) -> Array:
     """softmax(logits) (B, out) as ``exp(logits - max) / sum``, written with the same ops that the optax
     value of `_softmax_ce` uses inside its log-normalizer (`jax.nn.logsumexp` for integer labels,
     `jax.nn.log_softmax` for one-hot ones). XLA merges the two, so the value and the gradient share one
-    max, one exp and one sum, as autodiff's do; ``exp(logits - logsumexp)`` took a second exp fused into
-    the sum's kernel, which measured 1-2 % of a small adam step."""
+    max, one exp and one sum, as autodiff's do; ``exp(logits - logsumexp)`` would take a second exp, fused
+    into the sum's kernel, which costs time on small steps."""
     if y.ndim == 1:  # as jax.nn.logsumexp(logits, axis=1)
         amax = jnp.max(logits, axis=1, initial=-jnp.inf)
         amax = lax.stop_gradient(lax.select(jnp.isfinite(amax), amax, lax.full_like(amax, 0)))
@@ -74,7 +74,7 @@ def _softmax_ce_scaled_grad(logits: Array, y: Array, scale: Array) -> Array:
     row_scale = _per_row(scale)
     p = _softmax(logits, y) * row_scale
     if y.ndim == 1:  # integer labels: subtract the scale at each label (a scatter; an iota-compare one-hot
-        # was measured ~10 % slower on small XLA:CPU steps, benchmarks/experiments/softmax_head.py)
+        # is slower on small XLA:CPU steps, benchmarks/experiments/softmax_head.py)
         return p.at[jnp.arange(p.shape[0]), y].add(-jnp.broadcast_to(scale, y.shape))
     return p * jnp.sum(y, axis=-1, keepdims=True) - y * row_scale
 

@@ -1,15 +1,16 @@
 """How the hand-written pass computes its matmuls: the layout of the activations, and the kernel of
 each dot. Autodiff differentiates one fixed forward pass; a hand-written backward pass is free to
-choose both, and these choices were measured on XLA:CPU (``benchmarks/experiments/layouts.py``).
+choose both. These choices follow side-by-side timings on XLA:CPU (``benchmarks/experiments/layouts.py``;
+the figures are in docs/benchmarks.md).
 
 - **Tiny dots** (``M * K * N <= TINY_DOT``) are a broadcast multiply and a sum instead of a
   ``dot_general``. XLA fuses them with their neighbours, so a tiny net's whole step becomes a few
-  loop kernels instead of a dozen library calls: the 2-8-1 XOR net runs ~6x more fused steps/s.
+  loop kernels instead of a dozen library calls.
 - **Layout.** ``"batch"``: activations (B, d), as `mlp_jax.forward` has them. ``"feature"``:
   activations (d, B). XLA:CPU sends a dot to its fast library (YNNPACK) only when the lhs contracts
   its last axis; in the batch layout the weight gradient ``a.T @ delta`` contracts the batch axis of
-  both operands and goes to Eigen instead, which was 15-25 % slower per dot and runs beside the delta
-  dot on the same cores. In the feature layout every dot has the fast form (forward ``W.T @ a`` with
+  both operands and goes to Eigen instead, which is slower per dot and runs beside the delta dot on
+  the same cores. In the feature layout every dot has the fast form (forward ``W.T @ a`` with
   ``W.T`` materialised, delta ``W @ delta``, weight gradient ``a @ delta.T``), for the price of
   transposing ``x`` and each ``W`` once per step. That pays on wide layers and large batches and
   costs on small ones, so ``"auto"`` picks it only on the CPU, in float32, for batch >= 1024 and
@@ -17,10 +18,10 @@ choose both, and these choices were measured on XLA:CPU (``benchmarks/experiment
 - **Batch parts.** The pass can cut the batch into parts, each with its own forward and backward
   chain of dots, meeting only in the loss head (the logits are joined) and in the weight gradients
   (summed). XLA:CPU then runs one part's elementwise kernels (bias + ReLU, masks, bias sums) beside
-  the other part's matmuls instead of between two matmuls of one chain: the 4 x 1024, batch 4096 step
-  was 1-6 % faster in two parts (five side-by-side runs), while batches of 1024-2048 gained nothing or
-  lost. ``"auto"`` uses two parts in the feature layout from batch 4096 on, in a single-device process
-  only (on a sharded batch, a part would gather rows from several devices).
+  the other part's matmuls instead of between two matmuls of one chain. That pays on large batches of
+  wide layers and not on smaller ones, so ``"auto"`` uses two parts in the feature layout from batch
+  4096 on, in a single-device process only (on a sharded batch, a part would gather rows from several
+  devices).
 """
 
 from __future__ import annotations
