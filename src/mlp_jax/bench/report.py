@@ -296,7 +296,16 @@ def write_plots(results: dict, out: Path) -> set[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    configs = results["configs"]
+    plotted = (
+        _ratio_plot(plt, results["configs"], out / "manual_vs_autodiff.png"),
+        _fraction_of_peak_plot(plt, results["configs"], out / "fraction_of_peak.png"),
+        _peers_plot(plt, results.get("peers", {}), out / "peers_steps_per_s.png"),
+    )
+    return {name for name, written in zip(PLOTS, plotted) if written}
+
+
+def _ratio_plot(plt, configs: dict, path: Path) -> bool:
+    """Every step's manual / autodiff ratio of medians, with its A/A beside it."""
     labels, manual, auto, noise = [], [], [], []
     for name, entry in configs.items():
         for kind in KINDS:
@@ -315,41 +324,48 @@ def write_plots(results: dict, out: Path) -> set[str]:
     ax.set_title("manual backprop vs jax.value_and_grad (< 1: manual faster)")
     ax.legend()
     fig.tight_layout()
-    save_figure(fig, out / "manual_vs_autodiff.png")
-    written = {"manual_vs_autodiff.png"}
+    save_figure(fig, path)
+    return True
 
+
+def _fraction_of_peak_plot(plt, configs: dict, path: Path) -> bool:
+    """The manual sgd steps' fractions of both peaks; nothing where no peak was measured (--no-peaks)."""
     names = [n for n, e in configs.items() if "sgd" in e]
     fractions = {
         key: [configs[n]["sgd"]["manual"].get(key) for n in names]
         for key in ("fraction_of_jnp_dot_peak", "fraction_of_practical_peak")
     }
-    if any(v is not None for values in fractions.values() for v in values):  # not with --no-peaks
-        fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
-        for i, (key, label) in enumerate(
-            (("fraction_of_jnp_dot_peak", "of jnp.dot peak"), ("fraction_of_practical_peak", "of numpy/torch peak"))
-        ):
-            vals = [math.nan if v is None else v for v in fractions[key]]  # unmeasured: no bar
-            ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
-        ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
-        ax.set_ylabel("fraction of peak (sgd step, manual)")
-        ax.legend()
-        fig.tight_layout()
-        save_figure(fig, out / "fraction_of_peak.png")
-        written.add("fraction_of_peak.png")
+    if all(v is None for values in fractions.values() for v in values):
+        return False
+    fig, ax = plt.subplots(figsize=(min(16, max(6, 0.4 * len(configs))), 4.5))
+    for i, (key, label) in enumerate(
+        (("fraction_of_jnp_dot_peak", "of jnp.dot peak"), ("fraction_of_practical_peak", "of numpy/torch peak"))
+    ):
+        vals = [math.nan if v is None else v for v in fractions[key]]  # unmeasured: no bar
+        ax.bar([x + 0.4 * i - 0.2 for x in range(len(names))], vals, 0.4, label=label)
+    ax.set_xticks(range(len(names)), names, fontsize=6, rotation=90)
+    ax.set_ylabel("fraction of peak (sgd step, manual)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
 
-    peers = {p: e for p, e in results.get("peers", {}).items() if "configs" in e}
-    if peers:
-        names = list(dict.fromkeys(c for e in peers.values() for c in e["configs"]))  # in the run's order
-        fig, ax = plt.subplots(figsize=(7, 4))
-        width = 0.8 / len(peers)
-        for i, (peer, e) in enumerate(peers.items()):
-            vals = [1 / e["configs"][n]["step_s"]["median"] if n in e["configs"] else 0 for n in names]
-            ax.bar([x + width * i for x in range(len(names))], vals, width, label=peer)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
-        ax.set_yscale("log")
-        ax.set_ylabel("sgd steps / s")
-        ax.legend()
-        fig.tight_layout()
-        save_figure(fig, out / "peers_steps_per_s.png")
-        written.add("peers_steps_per_s.png")
-    return written
+
+def _peers_plot(plt, peers: dict, path: Path) -> bool:
+    """Each peer's sgd steps per second per config; nothing where no peer answered."""
+    answered = {p: e for p, e in peers.items() if "configs" in e}
+    if not answered:
+        return False
+    names = list(dict.fromkeys(c for e in answered.values() for c in e["configs"]))  # in the run's order
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(answered)
+    for i, (peer, e) in enumerate(answered.items()):
+        vals = [1 / e["configs"][n]["step_s"]["median"] if n in e["configs"] else 0 for n in names]
+        ax.bar([x + width * i for x in range(len(names))], vals, width, label=peer)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+    ax.set_yscale("log")
+    ax.set_ylabel("sgd steps / s")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True

@@ -173,9 +173,8 @@ def run(
             large[0], repeats=repeats, min_sample=min_sample, shapes=peak_shapes
         )
     if memory:
-        target = STANDARD[memory_config]
-        log(f"memory: {target.name}, with and without donation")
-        results["memory_peak"] = {"config": target.name, **memory_peaks(target)}
+        log(f"memory: {memory_config}, with and without donation")
+        results["memory_peak"] = {"config": memory_config, **memory_peaks(STANDARD[memory_config])}
     standard = [STANDARD[name] for name in peer_configs]
     if peers and standard:
         log(f"peers: {', '.join(peers)} x {peer_rounds} rounds")
