@@ -1,2 +1,3 @@
-"""The benchmark layer behind ``mlp-jax bench``: configs and timing, peers in their own processes
-(``workers/``), the report, and host-memory settings. Imports the core and training layers."""
+"""The benchmark layer behind ``mlp-jax bench``: configs, timing, matmul peaks, peers in their own processes
+(``workers/``), targets, the report, the machine's description, and host-memory settings; `run` ties them
+together. Imports the core and training layers."""
