@@ -1,4 +1,4 @@
-"""Data-parallel training (`mlp_jax.training.distributed`): sharded vs single device, the same computation two ways.
+"""`mlp_jax.training.distributed`: data-parallel training, sharded vs single device, the same computation two ways.
 
 The test process has one CPU device, so the multi-device checks run in subprocesses with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``: one script runs every check and prints JSON,
@@ -174,23 +174,6 @@ print("RESULT" + json.dumps(out), flush=True)
 """
 )
 
-CLI = """
-import json, sys
-from mlp_jax.cli.main import main
-out = {}
-for grad in ("manual",):
-    for devices in ("4", "1"):
-        run = f"{sys.argv[1]}/{grad}-{devices}"
-        code = main(["train", "--quiet", "--dataset", "iris", "--epochs", "3", "--batch-size", "16",
-                     "--grad", grad, "--devices", devices, "--out", run])
-        metrics = json.load(open(f"{run}/metrics.json")) if code == 0 else {}
-        out[f"{grad}-{devices}"] = {"code": code, "train_loss": metrics.get("train_loss"),
-                                    "devices": metrics.get("devices")}
-out["bad-batch"] = main(["train", "--quiet", "--dataset", "iris", "--epochs", "1", "--batch-size", "18",
-                         "--devices", "4", "--out", f"{sys.argv[1]}/bad"])
-print("RESULT" + json.dumps(out))
-"""
-
 
 def _env(devices: int) -> dict:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
@@ -221,6 +204,7 @@ UPDATES = [f"update-{g}-{w}" for g in ("manual", "autodiff", "feature") for w in
 EPOCHS = ["epoch-manual", "epoch-autodiff", "epoch-feature"]
 
 
+@pytest.mark.slow  # reads the 4-device subprocess run
 @pytest.mark.parametrize("name", UPDATES + EPOCHS)
 def test_sharded_training_equals_single_device(four, name):
     assert four["device_count"] == 4
@@ -229,6 +213,7 @@ def test_sharded_training_equals_single_device(four, name):
     assert result["replicated"], "params and optimizer state must come back replicated on all 4 devices"
 
 
+@pytest.mark.slow  # reads the 4-device subprocess run
 @pytest.mark.parametrize("name", UPDATES + EPOCHS)
 def test_compiled_step_shards_the_batch(four, name):
     result = four[name]
@@ -239,12 +224,14 @@ def test_compiled_step_shards_the_batch(four, name):
         assert not result["whole_x"]
 
 
+@pytest.mark.slow  # reads the 4-device subprocess run
 @pytest.mark.parametrize("name", EPOCHS)
 def test_sharded_epoch_counts_steps_and_keeps_inputs(four, name):
     assert four[name]["steps"] == [12, 12]
     assert four[name]["input_alive"]
 
 
+@pytest.mark.slow  # reads the 4-device subprocess run
 @pytest.mark.parametrize(
     "name, words",
     [
@@ -319,6 +306,7 @@ def two_hosts(tmp_path_factory) -> tuple[list[dict], object]:
     return results, out
 
 
+@pytest.mark.slow  # two processes meet through jax.distributed
 def test_two_processes_train_like_one_device(two_hosts):
     results, out = two_hosts
     for pid, result in enumerate(results):
@@ -330,14 +318,3 @@ def test_two_processes_train_like_one_device(two_hosts):
         assert "50 examples do not split evenly over 4 devices" in result["rows-50"]
     assert [r["rows"] for r in results] == [[0, 26], [26, 52]]  # each process held only its own rows
     assert (out / "checkpoint.npz").stat().st_size > 0 and len(list(out.iterdir())) == 1
-
-
-def test_cli_devices_4_equals_devices_1(tmp_path):
-    """`mlp-jax train --devices 4` and `--devices 1` end with the same train_loss (needs the fit.py wiring)."""
-    result = _run(CLI, str(tmp_path), devices=4, timeout=180)
-    for grad in ("manual",):
-        four, one = result[f"{grad}-4"], result[f"{grad}-1"]
-        assert four["code"] == 0 and one["code"] == 0, result
-        assert (four["devices"], one["devices"]) == (4, 1)
-        assert abs(four["train_loss"] - one["train_loss"]) <= 1e-5 * abs(one["train_loss"]), result
-    assert result["bad-batch"] == 2  # batch 18 over 4 devices: a usage error, exit code 2

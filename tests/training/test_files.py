@@ -57,6 +57,7 @@ def test_a_pipe_is_written_in_place_not_replaced(tmp_path):
     assert received == ["report"] and stat.S_ISFIFO(fifo.stat().st_mode)
 
 
+@pytest.mark.slow  # two subprocesses
 def test_dev_stdout_is_appended_to_whatever_it_is(tmp_path):
     """`--json /dev/stdout` with stdout a pipe, or redirected to a file that already holds output."""
     import subprocess

@@ -1,4 +1,4 @@
-"""Checkpoints: bit-identical round trips, atomic writes, and a clear error for every bad file."""
+"""`mlp_jax.training.checkpoint`: bit-identical round trips, atomic writes, and a clear error for every bad file."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def test_bfloat16_stored_as_bits_and_restored(ckpt):
     assert_identical(loaded, {"x": x})
 
 
+@pytest.mark.x64  # the int64 scalar leaf is int64 only in 64-bit mode
 def test_round_trip_key_batch_scalars_and_shape_dtype_template(ckpt):
     tree = {"keys": jax.random.split(jax.random.key(1), 3), "n": jnp.int64(5), "empty": jnp.zeros((0, 2))}
     save_checkpoint(ckpt, tree)
@@ -199,6 +200,7 @@ def test_wrong_shape(ckpt):
         load_checkpoint(ckpt, make_state(0, sizes=(3, 5, 2)))
 
 
+@pytest.mark.x64  # a float64 template
 def test_wrong_dtype(ckpt):
     save_checkpoint(ckpt, make_state(0, dtype=jnp.float32))
     with pytest.raises(CheckpointError, match=r"leaf 0 .*expected shape \(3, 4\) dtype float64, found .*dtype float32"):

@@ -1,0 +1,169 @@
+"""`mlp_jax.training.data`: user data as a `Dataset` (train-only standardisation, task inference, label encoding),
+the checks of features and targets, and load_dataset's arguments and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from data_helpers import check_invariants, write_csv
+
+from mlp_jax.training.data import DataError, load_dataset
+
+# ---------------------------------------------------------------------------------------------- CSV files
+
+
+def test_csv_standardised_with_train_statistics_only(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(5.0, 2.0, (50, 2)), rng.normal(-40.0, 9.0, (50, 2))])  # far-apart rows
+    y = rng.normal(size=100)
+    ds = load_dataset(write_csv(tmp_path / "d.csv", ["a", "b", "y"], np.column_stack([x, y]).tolist()))
+    check_invariants(ds)
+    assert ds.task == "regression"
+    # the stored statistics are exactly the train split's: mapping back recovers original rows in both splits
+    train = ds.x_train * ds.feature_std + ds.feature_mean
+    test = ds.x_test * ds.feature_std + ds.feature_mean
+    np.testing.assert_allclose(ds.feature_mean, train.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(ds.feature_std, train.std(0), rtol=1e-5)
+    recovered = np.concatenate([train, test])
+    np.testing.assert_allclose(np.sort(recovered, axis=0), np.sort(x, axis=0), rtol=1e-5, atol=1e-4)
+    # and the test split is not standardised with its own statistics
+    assert not np.allclose(ds.x_test.mean(0), 0, atol=1e-3)
+
+
+def test_csv_target_column_and_label_remapping(tmp_path):
+    rows = [[i, float(i) / 2, [3, 7, 9][i % 3]] for i in range(30)]
+    path = write_csv(tmp_path / "d.csv", ["label", "f1", "f2"], [[r[2], r[0], r[1]] for r in rows])
+    ds = load_dataset(path, target="label")
+    check_invariants(ds)
+    assert ds.task == "classification" and ds.num_classes == 3 and ds.class_names == ("3", "7", "9")
+    assert ds.num_features == 2
+
+
+def test_csv_default_target_is_last_and_constant_column_is_safe(tmp_path):
+    rows = [[1.0, i, i % 2] for i in range(20)]  # column "c" is constant
+    ds = load_dataset(write_csv(tmp_path / "d.csv", ["c", "x", "y"], rows))
+    check_invariants(ds)
+    assert ds.feature_std[0] == 1 and np.all(ds.x_train[:, 0] == 0) and ds.num_classes == 2
+
+
+def test_task_override(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["x", "y"], [[i, i % 4] for i in range(40)])
+    assert load_dataset(path).task == "classification"
+    ds = load_dataset(path, task="regression")
+    check_invariants(ds)
+    assert ds.task == "regression" and ds.y_train.shape == (32, 1)
+
+
+# ---------------------------------------------------------------------------------------------- NPZ files
+
+
+def test_npz_split_layout_keeps_its_split(tmp_path):
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(20, 3)), rng.normal(size=(6, 3))
+    y_train, y_test = np.arange(20) % 2, np.array([0, 1, 0, 1, 1, 1])
+    np.savez(tmp_path / "d.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    ds = load_dataset(tmp_path / "d.npz")
+    check_invariants(ds)
+    np.testing.assert_array_equal(ds.y_test, y_test)
+    np.testing.assert_allclose(ds.x_test * ds.feature_std + ds.feature_mean, x_test, rtol=1e-5, atol=1e-6)
+
+
+def test_npz_xy_layout_with_target_key(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2, 3))  # flattened to 6 features
+    np.savez(tmp_path / "d.npz", x=x, price=rng.normal(size=(40, 2)))
+    ds = load_dataset(tmp_path / "d.npz", target="price")
+    check_invariants(ds)
+    assert ds.task == "regression" and ds.num_features == 6 and ds.y_train.shape == (32, 2)
+    np.savez(tmp_path / "e.npz", x=x, y=np.arange(40) % 5)
+    assert load_dataset(tmp_path / "e.npz").num_classes == 5
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+
+def test_unknown_name_lists_builtins():
+    with pytest.raises(DataError, match=r"unknown data set 'mnist2'.*xor, moons.*mnist1d"):
+        load_dataset("mnist2")
+
+
+@pytest.mark.parametrize("name", ["missing.csv", "missing.npz", "some/dir"])
+def test_missing_file(tmp_path, name):
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(str(tmp_path / name))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"test_fraction": 0.0}, "test_fraction must be"),
+        ({"test_fraction": 1.5}, "test_fraction must be"),
+        ({"seed": -1}, "seed must be"),
+        ({"task": "ranking"}, "task must be one of"),
+        ({"target": "y"}, "target= applies to CSV and NPZ files only"),
+        ({"task": "regression"}, "builtin 'iris' is a classification data set"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset("iris", **kwargs)
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "d.txt").write_text("a,b\n1,2\n")
+    with pytest.raises(DataError, match="unsupported data file"):
+        load_dataset(tmp_path / "d.txt")
+
+
+def test_data_error_is_a_value_error():
+    assert issubclass(DataError, ValueError)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.arange(20).astype("datetime64[D]"), "dtype datetime64"),
+        (np.arange(20).astype("timedelta64[s]"), "dtype timedelta64"),
+        (np.zeros(20, [("a", "i4"), ("b", "f4")]), "expected numbers or string labels"),
+        (np.array(3), "got a scalar"),
+    ],
+    ids=["datetime", "timedelta", "structured", "scalar"],
+)
+def test_npz_targets_must_be_numbers_or_labels(tmp_path, y, message):
+    np.savez(tmp_path / "d.npz", x=np.ones((20, 2)), y=y)
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_npz_features_need_at_least_one_column(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.ones((20, 0)), y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=r"at least one feature per row, got an array of shape \(20, 0\)"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_features_beyond_float32_are_refused_not_zeroed(tmp_path):
+    x = np.ones((20, 2))
+    x[:, 0] = np.arange(20) * 1e160
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=r"features must be within float32's range.*column 0"):
+        load_dataset(tmp_path / "d.npz")
+
+
+def test_classification_needs_two_classes(tmp_path):
+    (tmp_path / "one.csv").write_text("a,label\n" + "".join(f"{i},7\n" for i in range(10)))
+    with pytest.raises(DataError, match="at least two classes, got only"):
+        load_dataset(tmp_path / "one.csv", task="classification")
+
+
+def test_float16_infinities_are_caught_without_a_cast_warning(tmp_path):
+    x = np.ones((20, 2), np.float16)
+    x[5, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(20) % 2)
+    with pytest.raises(DataError, match="features must be finite, got inf at row 5, column 0"):
+        load_dataset(tmp_path / "d.npz")
+    np.savez(tmp_path / "ok.npz", x=np.ones((20, 2), np.float16), y=np.arange(20) % 2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_dataset(tmp_path / "ok.npz")
