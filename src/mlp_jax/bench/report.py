@@ -66,6 +66,7 @@ def _header(results: dict) -> list[str]:
         + f"; load average at start {env.get('load_average_1min')}; "
         f"wall {results.get('wall_s', 0):.0f} s.",
         "",
+        *([f"Reproduce with `{env['command']}`.", ""] if env.get("command") else []),
         "Times are medians over alternating samples, in ms unless marked, with (min-max). Ratio = manual / "
         "autodiff median, each pooled over two separately compiled instances. A/A = one manual instance / the "
         "other, timed alongside: ratios this far from 1 are noise. GFLOP/s use the analytic matmul count of one "

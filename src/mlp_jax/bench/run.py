@@ -143,13 +143,15 @@ def run(
     digits: bool = True,
     plots: bool = True,
     log: Callable[[str], None] = print,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Measure everything for `configs` and write results.json, results.md and plots into `out`: the
     matmul peaks, every config's steps, the peaks again, the side-by-side peak, memory, peers, digits,
-    then the targets. Each step is skipped where its flag says so."""
+    then the targets. Each step is skipped where its flag says so. `command`, the command line that ran
+    it, is recorded with the environment and shown in results.md."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "environment": environment(),
+        "environment": {**environment(), "command": command},
         "settings": {"repeats": repeats, "min_sample_s": min_sample, "peers": list(peers), "peer_rounds": peer_rounds},
     }
     log(f"device: {results['environment']['device']}  cpu: {results['environment']['cpu']}")

@@ -93,6 +93,7 @@ def run_cli(args: argparse.Namespace) -> int:
         digits=not args.no_digits,
         plots=not args.no_plots,
         log=log,
+        command=getattr(args, "command_line", None),
     )
     print((out / "results.md").read_text())
     return 0

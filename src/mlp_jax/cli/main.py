@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -73,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(rest)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    args.command_line = shlex.join(["mlp-jax", command, *rest])  # recorded by outputs that say how to reproduce them
     try:
         return int(subcommand.run_cli(args))
     except UsageError as error:
