@@ -19,9 +19,11 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 
@@ -146,6 +148,9 @@ def main() -> None:
         "host": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "simulated_devices": args.platform == "cpu",
         "load_average_before_after": [load_before, [round(v, 2) for v in os.getloadavg()]],
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "versions": {"python": platform.python_version(), **{lib: version(lib) for lib in ("jax", "jaxlib")}},
+        "command": shlex.join(["python", "benchmarks/scaling.py", *sys.argv[1:]]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "scaling" if args.platform == "cpu" else f"scaling_{args.platform}"
@@ -158,6 +163,9 @@ def main() -> None:
         f"MLP {setup['layer_sizes']}, global batch {args.batch_size}, Adam, fused epochs of "
         f"{args.examples // args.batch_size} steps, median of {args.epochs} timed epochs after a warm-up; "
         f"{setup['host']}.",
+        "",
+        f"{setup['date_utc']}; " + ", ".join(f"{k} {v}" for k, v in setup["versions"].items()) + ".",
+        f"Reproduce with `{setup['command']}`.",
         "",
         "| grad | devices | steps/s | examples/s | vs. no mesh |",
         "|---|---|---|---|---|",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,11 +107,14 @@ def main() -> None:
         "device": str(jax.devices()[0]),
         "jax": jax.__version__,
         "python": platform.python_version(),
+        "command": shlex.join(["python", "benchmarks/train_results.py", *sys.argv[1:]]),
     }
     write_text(out / "training.json", json.dumps({"info": info, "rows": rows, "peers": peers}, indent=2))
     lines = [
         f"Training results ({info['date']}, {info['machine']}, {info['device']}, jax {info['jax']}; "
         "manual gradients, test split, defaults of `mlp-jax train --dataset NAME`)",
+        "",
+        f"Reproduce with `{info['command']}`.",
         "",
         "| data set | architecture | activation | optimizer | epochs | batch | test metric | wall time |",
         "|---|---|---|---|---|---|---|---|",
