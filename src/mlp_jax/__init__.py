@@ -9,6 +9,12 @@ from mlp_jax.core.backprop import ForwardCache as ForwardCache
 from mlp_jax.core.backprop import backprop as backprop
 from mlp_jax.core.backprop import backward as backward
 from mlp_jax.core.backprop import forward_with_cache as forward_with_cache
+from mlp_jax.core.errors import CheckpointError as CheckpointError
+from mlp_jax.core.errors import DataError as DataError
+from mlp_jax.core.errors import DerivativeError as DerivativeError
+from mlp_jax.core.errors import NonFiniteLoss as NonFiniteLoss
+from mlp_jax.core.errors import NpzError as NpzError
+from mlp_jax.core.errors import UsageError as UsageError
 from mlp_jax.core.losses import Loss as Loss
 from mlp_jax.core.losses import get_loss as get_loss
 from mlp_jax.core.losses import known_losses as known_losses
@@ -19,7 +25,6 @@ from mlp_jax.core.params import INITS as INITS
 from mlp_jax.core.params import Layer as Layer
 from mlp_jax.core.params import Params as Params
 from mlp_jax.core.params import init_params as init_params
-from mlp_jax.core.verify import DerivativeError as DerivativeError
 from mlp_jax.tools.gradcheck import check_gradients as check_gradients
 from mlp_jax.tools.gradcheck_report import Report as Report
 from mlp_jax.tools.manual import manual_loss as manual_loss

@@ -6,11 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import jax
-
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.errors import UsageError
 from mlp_jax.core.losses import get_loss, target_kind
+from mlp_jax.core.x64 import x64_mode
 from mlp_jax.tools.gradcheck import DTYPES, FD_MODES, check_gradients, random_problem
 from mlp_jax.training.files import write_text
 
@@ -51,18 +50,18 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if args.json and not Path(args.json).resolve().parent.is_dir():  # before the work, not after it
         raise UsageError(f"cannot write --json {args.json}: its directory does not exist")
-    jax.config.update("jax_enable_x64", True)
-    params, x, y = random_problem(sizes, args.batch, args.loss, DTYPES[args.dtype], args.seed)
-    report = check_gradients(
-        params,
-        x,
-        y,
-        activation=args.activation,
-        loss=args.loss,
-        fd_entries=args.fd_entries,
-        fd_mode=args.fd_mode,
-        seed=args.seed,
-    )
+    with x64_mode(True):  # the reference and the finite differences are float64
+        params, x, y = random_problem(sizes, args.batch, args.loss, DTYPES[args.dtype], args.seed)
+        report = check_gradients(
+            params,
+            x,
+            y,
+            activation=args.activation,
+            loss=args.loss,
+            fd_entries=args.fd_entries,
+            fd_mode=args.fd_mode,
+            seed=args.seed,
+        )
     print(report.table())
     if args.json:
         try:

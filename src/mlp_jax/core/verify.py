@@ -67,7 +67,8 @@ def check_derivative(what: str, expected, given, where: Callable[[int], str]) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         badness = np.where(bad, diff / np.maximum(allowed, np.finfo(np.float64).tiny), -1.0)
     i = int(np.argmax(badness))
-    relative = diff[i] / abs(expected[i]) if expected[i] != 0 else np.inf
+    with np.errstate(invalid="ignore"):  # inf / inf where jax.grad is infinite: nan
+        relative = diff[i] / abs(expected[i]) if expected[i] != 0 else np.inf
     raise DerivativeError(
         f"{what} does not match jax.grad: at {where(i)}: expected {expected[i]:.9g} (jax.grad), "
         f"given {given[i]:.9g}, off by {diff[i]:.3g} (relative difference {relative:.3g}) "

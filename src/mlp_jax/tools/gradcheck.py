@@ -38,7 +38,8 @@ A leaf with at most `fd_entries` entries is probed at every entry; a bigger one 
 drawn at random (``fd_mode="entries"``) or along `fd_entries` random unit directions
 (``fd_mode="directions"``), seeded by `seed`; the report says which.
 
-Requires ``jax.config.update("jax_enable_x64", True)`` (the ``mlp-jax gradcheck`` command sets it).
+Requires JAX's 64-bit mode (``jax.config.update("jax_enable_x64", True)``, or a block in
+``mlp_jax.core.x64.x64_mode(True)`` as the ``mlp-jax gradcheck`` command runs it).
 """
 
 from __future__ import annotations

@@ -1,10 +1,14 @@
-"""Bad input: a clear ValueError or TypeError naming what was expected and what was given."""
+"""Input validation (mlp_jax.core.validation): bad names, x, targets and weights get a clear ValueError or
+TypeError naming what was expected and what was given, from every entry point, eager and traced."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import mlp_jax as mj
+from helpers import ENTRY_POINTS, LABELS, entry_point, huber, huber_grad, small_problem, tempered_ce, tempered_ce_grad
+from mlp_jax.core.validation import check_names, check_problem, prepare_sample_weight, prepare_targets
 
 
 @pytest.fixture
@@ -13,20 +17,12 @@ def params():
 
 
 X = jnp.ones((6, 4), jnp.float32)
-LABELS = jnp.array([0, 1, 2, 0, 1, 2])
 
 
-@pytest.fixture(params=["forward", "loss", "backprop", "jit_backprop"])
+@pytest.fixture(params=ENTRY_POINTS)
 def call(request):
     """Each entry point, eager and traced, taking (params, x, y, loss=...)."""
-    if request.param == "forward":
-        return lambda p, x, y=LABELS, **kw: mj.forward(p, x, **kw)
-    if request.param == "loss":
-        return lambda p, x, y=LABELS, **kw: mj.loss(p, x, y, **{"loss": "softmax_cross_entropy", **kw})
-    if request.param == "backprop":
-        return lambda p, x, y=LABELS, **kw: mj.backprop(p, x, y, **{"loss": "softmax_cross_entropy", **kw})
-    jitted = jax.jit(mj.backprop, static_argnames=("activation", "loss"))
-    return lambda p, x, y=LABELS, **kw: jitted(p, x, y, **{"loss": "softmax_cross_entropy", **kw})
+    return entry_point(request.param)
 
 
 def test_x_not_2d(params, call):
@@ -39,27 +35,7 @@ def test_x_wrong_width(params, call):
         call(params, jnp.ones((6, 3), jnp.float32))
 
 
-def test_params_do_not_chain(call):
-    bad = (mj.Layer(jnp.ones((4, 5)), jnp.ones(5)), mj.Layer(jnp.ones((6, 3)), jnp.ones(3)))
-    with pytest.raises(ValueError, match="layer 0 has out=5 but layer 1 has in=6"):
-        call(bad, X)
-
-
-def test_bias_shape_mismatch(call):
-    bad = (mj.Layer(jnp.ones((4, 3)), jnp.ones(2)),)
-    with pytest.raises(ValueError, match=r"params\[0\].b must have shape \(3,\)"):
-        call(bad, X)
-
-
-def test_mixed_param_dtypes(call):
-    bad = (
-        mj.Layer(jnp.ones((4, 5), jnp.float32), jnp.ones(5, jnp.float32)),
-        mj.Layer(jnp.ones((5, 3), jnp.float64), jnp.ones(3, jnp.float64)),
-    )
-    with pytest.raises(TypeError, match="mixed dtypes"):
-        call(bad, X)
-
-
+@pytest.mark.x64
 def test_x_dtype_differs_from_params(params, call):
     with pytest.raises(TypeError, match="x has dtype float64 but params are float32"):
         call(params, jnp.ones((6, 4), jnp.float64))
@@ -74,6 +50,14 @@ def test_unknown_activation(params, call):
 def test_unknown_loss(params, entry):
     with pytest.raises(ValueError, match=r"unknown loss 'xent'; expected one of .*softmax_cross_entropy"):
         entry(params, X, LABELS, loss="xent")
+
+
+def test_check_names_names_the_unknown_one():
+    check_names("tanh", "mse")
+    with pytest.raises(ValueError, match="unknown loss 'xent'"):
+        check_names("tanh", "xent")
+    with pytest.raises(ValueError, match="unknown activation 'rectifier'"):
+        check_names("rectifier", "mse")
 
 
 @pytest.mark.parametrize("entry", [mj.loss, mj.backprop, jax.jit(mj.backprop, static_argnums=(3, 4))])
@@ -145,19 +129,8 @@ def test_non_numeric_targets_and_weights_name_their_dtype(params):
         mj.backprop(params, X, LABELS, loss="softmax_cross_entropy", sample_weight=["w"] * 6)
 
 
-def test_layer_sizes_take_numpy_ints_and_refuse_others():
-    import numpy as np
-
-    params = mj.init_params(jax.random.key(0), [np.int64(3), np.int32(2)])
-    assert params[0].w.shape == (3, 2)
-    for sizes in ([3, 2.0], [3, True], [3, "2"], [3, 0]):
-        with pytest.raises(ValueError, match=r"layer_sizes must be positive integers, got \[3, "):
-            mj.init_params(jax.random.key(0), sizes)
-
-
 def test_numpy_bfloat16_targets_and_weights_are_numbers():
     import ml_dtypes
-    import numpy as np
 
     params = mj.init_params(jax.random.key(0), [4, 3], dtype=jnp.bfloat16)
     x = jnp.ones((6, 4), jnp.bfloat16)
@@ -183,19 +156,51 @@ def test_a_registered_loss_may_mark_missing_targets_with_nan(params, restored_re
 
 
 def test_time_deltas_are_not_numbers(params):
-    import numpy as np
-
     with pytest.raises(TypeError, match=r"sample_weight must be numeric, got dtype timedelta64\[s\]"):
         mj.loss(params, X, LABELS, loss="softmax_cross_entropy", sample_weight=np.ones(6, "m8[s]"))
 
 
-def test_params_donated_to_a_training_step_get_a_clear_error(params):
-    import optax
+@pytest.mark.x64
+def test_registered_loss_targets_are_checked(restored_registries):
+    mj.register_loss("huber", huber, huber_grad)
+    mj.register_loss("tempered_ce", tempered_ce, tempered_ce_grad, targets="labels")
+    params, x, y = small_problem("dense")
+    with pytest.raises(ValueError, match=r"loss 'huber' expects y of shape \(6, 4\), got \(6,\)"):
+        mj.loss(params, x, jnp.zeros(6), "tanh", "huber")
+    with pytest.raises(TypeError, match=r"tempered_ce expects integer labels of shape \(6,\), got shape \(6, 4\)"):
+        mj.loss(params, x, y, "tanh", "tempered_ce")
+    with pytest.raises(ValueError, match=r"integer labels must lie in \[0, 4\)"):
+        mj.loss(params, x, jnp.full(6, 4), "tanh", "tempered_ce")
+    y32 = y.astype(jnp.float32)  # dense targets are cast to the params' dtype
+    assert mj.backprop(params, x, y32, "tanh", "huber")[1][0].w.dtype == jnp.float64
 
-    from mlp_jax.training.steps import make_update
 
-    update = make_update(optax.sgd(0.1), activation="relu", loss="softmax_cross_entropy")
-    new_params, _, _ = update(params, optax.sgd(0.1).init(params), X, LABELS)
-    with pytest.raises(RuntimeError, match=r"params\[0\].w was donated to a training step.*use the params they return"):
-        mj.loss(params, X, LABELS, loss="softmax_cross_entropy")
-    assert jnp.isfinite(mj.loss(new_params, X, LABELS, loss="softmax_cross_entropy"))
+# ------------------------------------------------------------------------------------------------
+# The checks themselves
+
+
+def test_check_problem_returns_the_prepared_inputs(params):
+    checked = check_problem(params, np.ones((6, 4), np.float32), np.asarray(LABELS), "relu", "softmax_cross_entropy")
+    assert isinstance(checked.x, jax.Array) and checked.x.dtype == jnp.float32
+    assert jnp.issubdtype(checked.y.dtype, jnp.integer) and checked.sample_weight is None
+    assert checked.dtype == jnp.float32
+    weighted = check_problem(params, X, jnp.zeros((6, 3), jnp.int32), "relu", "mse", [1, 2, 0, 1, 1, 1])
+    assert weighted.y.dtype == jnp.float32 and weighted.sample_weight.dtype == jnp.float32  # cast to the params'
+
+
+def test_prepare_targets_keeps_labels_and_casts_dense_targets():
+    labels = prepare_targets("softmax_cross_entropy", np.array([2, 0, 1]), 3, 3, jnp.bfloat16)
+    assert labels.dtype == jnp.int32 and labels.tolist() == [2, 0, 1]
+    probabilities = prepare_targets("softmax_cross_entropy", np.full((3, 2), 0.5), 3, 2, jnp.bfloat16)
+    assert probabilities.dtype == jnp.bfloat16
+    booleans = prepare_targets("sigmoid_binary_cross_entropy", np.eye(3, dtype=bool), 3, 3, jnp.float32)
+    assert booleans.dtype == jnp.float32 and float(booleans.sum()) == 3
+
+
+def test_value_checks_wait_for_concrete_values():
+    """Under jit the label range, finiteness and weights are tracers: only their shapes are checked."""
+    out = jax.jit(lambda y: prepare_targets("softmax_cross_entropy", y, 3, 2, jnp.float32))(jnp.array([0, 5, 1]))
+    assert out.tolist() == [0, 5, 1]
+    weights = jax.jit(lambda w: prepare_sample_weight(w, 2, jnp.float32))(jnp.zeros(2))
+    assert weights.tolist() == [0.0, 0.0]
+    assert prepare_sample_weight(None, 2, jnp.float32) is None

@@ -14,6 +14,7 @@ from mlp_jax.tools.manual import manual_loss
 from mlp_jax.training.steps import make_update
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("kind", LABEL_KINDS)
 def test_grad_of_manual_loss_is_backprop_and_passes_check_grads(kind):
     params, x, y, loss, weight = make_problem(3, [3, 5, 4], 6, kind, jnp.float64, weighted=True)
@@ -24,6 +25,7 @@ def test_grad_of_manual_loss_is_backprop_and_passes_check_grads(kind):
     check_grads(f, (params, x), order=1, modes=["rev"])
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("kind", ["softmax_prob", "softmax_int"])
 def test_cotangents_for_inputs_targets_and_weights_match_autodiff(kind):
     params, x, y, loss, weight = make_problem(4, [3, 5, 4], 6, kind, jnp.float64, weighted=True)
@@ -50,6 +52,7 @@ def test_optax_training_through_manual_loss_equals_manual_training():
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-6)
 
 
+@pytest.mark.x64
 def test_manual_loss_validates_like_loss():
     params, x, y, loss, _ = make_problem(0, [3, 4], 2, "mse", jnp.float64)
     assert manual_loss(params, x, y, "relu", loss) == mj.loss(params, x, y, "relu", loss)

@@ -1,21 +1,15 @@
-"""check_gradients and `mlp-jax gradcheck`: correct nets pass, planted and hand-built errors are reported
-exactly where and as large as they are."""
+"""check_gradients: correct nets pass, planted and hand-built errors are reported exactly where and as large
+as they are. (The report's rendering: test_gradcheck_report; the command line: test_cli_gradcheck.)"""
 
-import dataclasses
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mlp_jax as mj
-from mlp_jax.cli import main as cli
 from mlp_jax.core import activations
+from mlp_jax.core.x64 import x64_mode
 from mlp_jax.tools.gradcheck import NonFinite, check_gradients, random_problem
 
 SIZES, BATCH = [4, 16, 16, 3], 8  # the CLI's defaults: tests reuse one compiled shape
@@ -31,8 +25,9 @@ def registry(restored_registries):
 
 @pytest.fixture(scope="module")
 def float32_report():
-    params, x, y = random_problem(SIZES, BATCH, "softmax_cross_entropy", jnp.float32, 0)
-    return check_gradients(params, x, y, **TANH)
+    with x64_mode(True):  # a module fixture runs outside the tests' own 64-bit mode
+        params, x, y = random_problem(SIZES, BATCH, "softmax_cross_entropy", jnp.float32, 0)
+        return check_gradients(params, x, y, **TANH)
 
 
 def test_correct_float32_backprop_passes_every_check(float32_report):
@@ -62,6 +57,7 @@ def test_correct_float32_backprop_passes_every_check(float32_report):
     }
 
 
+@pytest.mark.x64
 def test_correct_bfloat16_backprop_passes():
     params, x, y = random_problem(SIZES, BATCH, "softmax_cross_entropy", jnp.bfloat16, 0)
     report = check_gradients(params, x, y, **TANH)
@@ -70,6 +66,7 @@ def test_correct_bfloat16_backprop_passes():
     assert "manual vs float64" in report.leaves[0].checks
 
 
+@pytest.mark.x64
 def test_planted_wrong_derivative_is_caught_from_the_output_backwards(registry):
     registry("planted_tanh", *PLANTED, verify=False)
     params, x, y = random_problem(SIZES, BATCH, "softmax_cross_entropy", jnp.float32, 0)
@@ -88,6 +85,7 @@ def test_planted_wrong_derivative_is_caught_from_the_output_backwards(registry):
     assert "FAIL (first from the output backwards): layer 1 w" in report.table()
 
 
+@pytest.mark.x64
 def test_hand_built_error_is_reported_exactly(registry):
     """Linear net x=[1, 2] -> I -> [1, 1] -> logit 3, mse against 0. With phi' = 1.5 instead of 1 the manual
     layer-0 gradient is exactly 1.5 times the true one: dW0 = [[9, 9], [18, 18]] instead of [[6, 6], [12, 12]]."""
@@ -114,6 +112,7 @@ def test_hand_built_error_is_reported_exactly(registry):
     assert report.first_failing_layer == 0 and not report.ok
 
 
+@pytest.mark.x64
 def test_nonfinite_values_are_located(registry):
     registry("nan_below_zero", jnp.tanh, lambda z: jnp.where(z < 0, jnp.nan, 1 - jnp.tanh(z) ** 2), verify=False)
     params = (
@@ -130,6 +129,7 @@ def test_nonfinite_values_are_located(registry):
     assert json.loads(report.to_json())["leaves"][0]["checks"]["manual vs autodiff"]["max_abs"] in ("nan", "inf")
 
 
+@pytest.mark.x64
 def test_big_leaves_are_probed_at_seeded_random_entries_or_directions():
     params, x, y = random_problem(SIZES, BATCH, "softmax_cross_entropy", jnp.float32, 0)
     by_mode = {
@@ -153,128 +153,16 @@ def test_big_leaves_are_probed_at_seeded_random_entries_or_directions():
     assert check_gradients(params, x, y, **TANH, fd_entries=8, seed=0).to_json() == by_mode["entries", 0].to_json()
 
 
-def test_report_renders_as_table_and_json(float32_report):
-    table = float32_report.table()
-    assert str(float32_report) == table
-    assert "manual vs float64" in table and "finite differences: 64 random of 256 entries (seed 0)" in table
-    assert table.splitlines()[-1] == "OK: every leaf is within tolerance"
-    data = json.loads(float32_report.to_json())
-    assert data["ok"] is True and data["sizes"] == SIZES and data["dtype"] == "float32"
-    fd_check = float32_report.leaves[0].checks["manual vs fd"]
-    assert data["leaves"][0]["checks"]["manual vs fd"] == {**dataclasses.asdict(fd_check), "ok": True}
-
-
 def test_check_gradients_needs_float64():
+    """With 64-bit mode off (as every test runs unless it asks): a RuntimeError saying how to turn it on."""
     params, x, y = random_problem([2, 3], 2, "mse", jnp.float32, 0)
-    jax.config.update("jax_enable_x64", False)
-    try:
-        with pytest.raises(RuntimeError, match=r'jax.config.update\("jax_enable_x64", True\)'):
-            check_gradients(params, x, y, activation="relu", loss="mse")
-    finally:
-        jax.config.update("jax_enable_x64", True)
-    with pytest.raises(ValueError, match="fd_mode must be one of"):
+    with pytest.raises(RuntimeError, match=r'jax.config.update\("jax_enable_x64", True\)'):
+        check_gradients(params, x, y, activation="relu", loss="mse")
+    with x64_mode(True), pytest.raises(ValueError, match="fd_mode must be one of"):
         check_gradients(params, x, y, activation="relu", loss="mse", fd_mode="random")
 
 
-# ------------------------------------------------------------------------------------------------
-# The command line
-
-
-def test_cli_passes_and_writes_json(tmp_path, capsys):
-    out = tmp_path / "report.json"
-    code = cli.main(
-        [
-            "gradcheck",
-            "--sizes",
-            "4,16,16,3",
-            "--activation",
-            "tanh",
-            "--loss",
-            "softmax_cross_entropy",
-            "--dtype",
-            "float32",
-            "--batch",
-            "8",
-            "--seed",
-            "0",
-            "--json",
-            str(out),
-        ]
-    )
-    assert code == 0
-    assert capsys.readouterr().out.rstrip().endswith("OK: every leaf is within tolerance")
-    assert json.loads(out.read_text())["ok"] is True
-
-
-@pytest.mark.parametrize(
-    "argv,message",
-    [
-        (["--sizes", "4,x"], "--sizes must be comma-separated positive integers such as 4,16,16,3, got '4,x'"),
-        (["--sizes", "4"], "--sizes needs at least two positive integers"),
-        (["--activation", "relu7"], "unknown activation 'relu7'"),
-        (["--loss", "hinge"], "unknown loss 'hinge'"),
-        (["--batch", "0"], "--batch and --fd-entries must be >= 1"),
-        (["--dtype", "float16"], "invalid choice: 'float16'"),
-    ],
-    ids=["sizes-x", "sizes-short", "activation", "loss", "batch", "dtype"],
-)
-def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys):
-    try:
-        code = cli.main(["gradcheck", *argv])
-    except SystemExit as exit:  # argparse's own errors
-        code = exit.code
-    captured = capsys.readouterr()
-    assert code == 2 and captured.out == ""
-    assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
-
-
-def run_cli(args, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "mlp_jax.cli.main", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_cli_bad_sizes_in_a_fresh_process(tmp_path):
-    result = run_cli(["gradcheck", "--sizes", "4,x"], tmp_path)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
-        "mlp-jax gradcheck: error: --sizes must be comma-separated positive integers such as 4,16,16,3, got '4,x'"
-    ]
-
-
-def test_cli_exits_1_on_a_planted_wrong_derivative(tmp_path):
-    (tmp_path / "planted.py").write_text(
-        textwrap.dedent("""
-        import jax.numpy as jnp
-        from mlp_jax.core.activations import register_activation
-
-        register_activation(  # tanh' scaled by 1.01, not verified
-            "planted_tanh", jnp.tanh, lambda z: 1.01 * (1 - jnp.tanh(z)) * (1 + jnp.tanh(z)), verify=False
-        )
-    """)
-    )
-    result = run_cli(
-        [
-            "--import",
-            "planted",
-            "gradcheck",
-            "--activation",
-            "planted_tanh",
-            "--loss",
-            "softmax_cross_entropy",
-            "--dtype",
-            "float32",
-            "--batch",
-            "8",
-            "--seed",
-            "0",
-        ],
-        tmp_path,
-    )
-    assert result.returncode == 1, result.stderr
-    assert "FAIL (first from the output backwards): layer 1 w" in result.stdout
-
-
+@pytest.mark.x64
 def test_every_leaf_probed_by_directions():
     """--fd-entries below every leaf's size in directions mode: no entry is probed one by one."""
     params, x, y = random_problem([4, 5, 3], 6, "softmax_cross_entropy", jnp.float32, 0)
@@ -283,8 +171,3 @@ def test_every_leaf_probed_by_directions():
     )
     assert report.ok
     assert all("2 random unit directions" in leaf.finite_differences for leaf in report.leaves)
-
-
-def test_cli_json_into_a_missing_directory_fails_before_the_check(tmp_path, capsys):
-    code = cli.main(["gradcheck", "--sizes", "4,3", "--json", str(tmp_path / "nope" / "r.json")])
-    assert code == 2 and "its directory does not exist" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""init_params: structure, dtypes, and each scheme's variance checked statistically."""
+"""init_params: structure, dtypes, and each scheme's variance checked statistically; check_params: params
+that are not a chain of float Layers get a clear error from every entry point."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import optax
 import pytest
 
 import mlp_jax as mj
+from helpers import ENTRY_POINTS, LABELS, entry_point
 
 VARIANCE = {
     "he_normal": lambda i, o: 2 / i,
@@ -49,14 +51,16 @@ def test_structure_dtypes_and_pytree(key):
     assert jax.tree.structure(optax.apply_updates(params, updates)) == jax.tree.structure(params)
 
 
-def test_same_key_same_params_and_dtypes(key):
+def test_same_key_same_params(key):
     a = mj.init_params(key, [3, 4, 2])
     b = mj.init_params(key, [3, 4, 2])
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-    p64 = mj.init_params(key, [3, 4, 2], dtype=jnp.float64)
-    assert all(leaf.dtype == jnp.float64 for leaf in jax.tree.leaves(p64))
-    pbf = mj.init_params(key, [3, 4, 2], dtype=jnp.bfloat16)
-    assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(pbf))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16])
+def test_params_take_the_dtype(key, dtype):
+    params = mj.init_params(key, [3, 4, 2], dtype=dtype)
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(params))
 
 
 @pytest.mark.parametrize(
@@ -82,3 +86,56 @@ def test_unknown_init_lists_known(key):
 def test_integer_dtype_refused(key):
     with pytest.raises(TypeError, match="floating"):
         mj.init_params(key, [2, 2], dtype=jnp.int32)
+
+
+def test_layer_sizes_take_numpy_ints_and_refuse_others():
+    params = mj.init_params(jax.random.key(0), [np.int64(3), np.int32(2)])
+    assert params[0].w.shape == (3, 2)
+    for sizes in ([3, 2.0], [3, True], [3, "2"], [3, 0]):
+        with pytest.raises(ValueError, match=r"layer_sizes must be positive integers, got \[3, "):
+            mj.init_params(jax.random.key(0), sizes)
+
+
+# ------------------------------------------------------------------------------------------------
+# check_params, through every entry point
+
+X = jnp.ones((6, 4), jnp.float32)
+
+
+@pytest.fixture(params=ENTRY_POINTS)
+def call(request):
+    """Each entry point, eager and traced, taking (params, x, y, loss=...)."""
+    return entry_point(request.param)
+
+
+def test_params_do_not_chain(call):
+    bad = (mj.Layer(jnp.ones((4, 5)), jnp.ones(5)), mj.Layer(jnp.ones((6, 3)), jnp.ones(3)))
+    with pytest.raises(ValueError, match="layer 0 has out=5 but layer 1 has in=6"):
+        call(bad, X)
+
+
+def test_bias_shape_mismatch(call):
+    bad = (mj.Layer(jnp.ones((4, 3)), jnp.ones(2)),)
+    with pytest.raises(ValueError, match=r"params\[0\].b must have shape \(3,\)"):
+        call(bad, X)
+
+
+@pytest.mark.x64
+def test_mixed_param_dtypes(call):
+    bad = (
+        mj.Layer(jnp.ones((4, 5), jnp.float32), jnp.ones(5, jnp.float32)),
+        mj.Layer(jnp.ones((5, 3), jnp.float64), jnp.ones(3, jnp.float64)),
+    )
+    with pytest.raises(TypeError, match="mixed dtypes"):
+        call(bad, X)
+
+
+def test_params_donated_to_a_training_step_get_a_clear_error():
+    from mlp_jax.training.steps import make_update
+
+    params = mj.init_params(jax.random.key(0), [4, 5, 3], dtype=jnp.float32)
+    update = make_update(optax.sgd(0.1), activation="relu", loss="softmax_cross_entropy")
+    new_params, _, _ = update(params, optax.sgd(0.1).init(params), X, LABELS)
+    with pytest.raises(RuntimeError, match=r"params\[0\].w was donated to a training step.*use the params they return"):
+        mj.loss(params, X, LABELS, loss="softmax_cross_entropy")
+    assert jnp.isfinite(mj.loss(new_params, X, LABELS, loss="softmax_cross_entropy"))

@@ -38,6 +38,7 @@ def both_ways(params, x, y, activation, loss):
     )
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("activation,kind", list(itertools.product(mj.known_activations(), LABEL_KINDS)))
 def test_per_example_grads_and_norms_match_vmap_grad(activation, kind):
     params, x, y, loss, _ = make_problem(11, SIZES, BATCH, kind, jnp.float64)
@@ -59,6 +60,7 @@ def test_per_example_grads_sum_to_the_batch_gradient_in_float32():
     assert tree_max_rel_error(jax.tree.map(lambda g: g.mean(axis=0), grads), batch_grads) < 1e-6
 
 
+@pytest.mark.x64
 def test_norms_never_materialise_per_example_gradients():
     """No intermediate of the norm computation has a (batch, d_in, d_out) shape: memory O(batch * width).
     (Layers wide enough that no dot is a tiny one, which mlp_jax.core.matmul computes as a fused product.)"""
@@ -89,6 +91,7 @@ def dp_reference(params, x, y, key, *, activation, loss, clip_norm, noise_multip
 DP = dict(activation="tanh", loss="softmax_cross_entropy", clip_norm=1.7, noise_multiplier=1.3)
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_dp_gradient_matches_vmap_grad_reference(weighted):
     params, x, y, _, _ = make_problem(5, SIZES, BATCH, "softmax_int", jnp.float64)
@@ -103,6 +106,7 @@ def test_dp_gradient_matches_vmap_grad_reference(weighted):
     assert (norms > DP["clip_norm"]).any() and (norms < DP["clip_norm"]).any()
 
 
+@pytest.mark.x64
 def test_dp_gradient_as_the_gradient_source_of_make_update():
     params, x, y, _, _ = make_problem(5, SIZES, BATCH, "softmax_int", jnp.float64)
     key = jax.random.key(3)
@@ -127,6 +131,7 @@ def test_dp_gradient_trains_a_whole_epoch_with_a_partial_batch():
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params))
 
 
+@pytest.mark.x64
 def test_dp_gradient_needs_a_key_and_valid_settings():
     params, x, y, _, _ = make_problem(5, SIZES, BATCH, "softmax_int", jnp.float64)
     with pytest.raises(ValueError, match="needs a PRNG key"):

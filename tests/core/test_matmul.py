@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import mlp_jax as mj
 from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem, problems
+from helpers import make_problem, problems, x64_for
 from mlp_jax.core import losses
 from mlp_jax.core.backprop import backward, forward_with_cache
 from mlp_jax.core.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_batch_parts, choose_layout, dot
@@ -18,6 +18,7 @@ from mlp_jax.core.matmul import PARTS_MIN_BATCH, TINY_DOT, batch_bounds, choose_
 TOLERANCE = {jnp.float64: 1e-12, jnp.float32: 1e-5}
 
 
+@pytest.mark.x64
 @pytest.mark.parametrize("m,k,n", [(4, 2, 8), (16, 16, 16), (3, 1, 5), (40, 30, 20), (1, 300, 1)])
 @pytest.mark.parametrize("contract_a,contract_b", [(1, 0), (0, 0), (1, 1), (0, 1)])
 def test_dot_equals_dot_general_every_form(m, k, n, contract_a, contract_b):
@@ -25,7 +26,7 @@ def test_dot_equals_dot_general_every_form(m, k, n, contract_a, contract_b):
     a = rng.standard_normal((m, k) if contract_a == 1 else (k, m))
     b = rng.standard_normal((k, n) if contract_b == 0 else (n, k))
     expected = np.asarray(a if contract_a == 1 else a.T) @ np.asarray(b if contract_b == 0 else b.T)
-    got = dot(jnp.asarray(a), jnp.asarray(b), contract_a, contract_b)  # float64: conftest enables x64
+    got = dot(jnp.asarray(a), jnp.asarray(b), contract_a, contract_b)  # float64
     assert got.shape == (m, n)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -41,6 +42,7 @@ backprop_jit = jax.jit(mj.backprop, static_argnums=(3, 4), static_argnames=("lay
 autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["batch", "feature"])
 @settings(max_examples=25, deadline=None)
 @given(
@@ -51,18 +53,21 @@ autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
 def test_every_layout_matches_autodiff(layout, problem, activation, parts):
     """Both layouts, mixing tiny (fused product) and real dots, with the batch whole or cut into parts
     (the last ones uneven or single examples), against jax.grad."""
-    params, x, y, loss, weight = make_problem(**problem)
-    parts = min(parts, x.shape[0])
-    value, grads = backprop_jit(params, x, y, activation, loss, weight, layout=layout, batch_parts=parts)
-    value_ad, grads_ad = autodiff_jit(params, x, y, activation, loss, weight)
-    tol = TOLERANCE[problem["dtype"]]
-    np.testing.assert_allclose(value, value_ad, rtol=tol)
-    for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params)):
-        assert g.shape == p.shape and g.dtype == p.dtype
-    if problem["dtype"] == jnp.float64:  # float32 cancellation is handled in test_backprop's helper
-        assert tree_max_rel_error(grads, grads_ad) <= tol
+    with x64_for(problem["dtype"]):
+        params, x, y, loss, weight = make_problem(**problem)
+        parts = min(parts, x.shape[0])
+        value, grads = backprop_jit(params, x, y, activation, loss, weight, layout=layout, batch_parts=parts)
+        value_ad, grads_ad = autodiff_jit(params, x, y, activation, loss, weight)
+        tol = TOLERANCE[problem["dtype"]]
+        np.testing.assert_allclose(value, value_ad, rtol=tol)
+        for g, p in zip(jax.tree.leaves(grads), jax.tree.leaves(params)):
+            assert g.shape == p.shape and g.dtype == p.dtype
+        if problem["dtype"] == jnp.float64:  # float32 cancellation is handled in test_backprop's helper
+            assert tree_max_rel_error(grads, grads_ad) <= tol
 
 
+@pytest.mark.slow
+@pytest.mark.x64
 def test_feature_layout_deltas_are_the_batch_deltas_transposed():
     params, x, y, loss, _ = make_problem(1, [30, 40, 20, 5], 24, "softmax_int", jnp.float64)
     spec = losses.get_loss(loss)
@@ -106,6 +111,7 @@ def test_auto_keeps_a_sharded_batch_whole(monkeypatch):
     assert choose_batch_parts("auto", "feature", 2 * PARTS_MIN_BATCH) == 1
 
 
+@pytest.mark.x64
 def test_batch_parts_change_only_rounding_in_float64():
     """Cut into parts, the pass joins the logits for the loss and sums the parts' gradients: the
     result is the whole batch's, weights and all, to float64 rounding."""
@@ -139,14 +145,3 @@ def test_unknown_layout_is_a_clear_error():
     ):
         with pytest.raises(ValueError, match=r"layout must be 'batch' or 'feature', got 'rows'"):
             call()
-
-
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("kind", LABEL_KINDS)
-def test_one_pass_scaled_gradient_equals_reduce_grad(kind, weighted):
-    """A loss's optional scaled_grad_logits is reduce_grad(grad_logits) computed in one pass."""
-    _, _, y, loss, weight = make_problem(2, [3, 4, 6], 9, kind, jnp.float64, weighted)
-    logits = jnp.asarray(np.random.default_rng(0).standard_normal((9, 6)))
-    spec = losses.get_loss(loss)
-    expected = losses.reduce_grad(spec.grad_logits(logits, y), weight)
-    np.testing.assert_allclose(losses.scaled_grad_logits(spec, logits, y, weight), expected, rtol=1e-14, atol=1e-16)
