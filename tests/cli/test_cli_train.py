@@ -81,6 +81,14 @@ def test_bad_csv_files(tmp_path, capsys):
     assert "klass" in capsys.readouterr().err
 
 
+def test_npz_without_rows_exits_2_with_one_line(tmp_path, capsys):
+    np.savez(tmp_path / "empty.npz", x=np.ones((0, 3)), y=np.ones(0))
+    assert train("--dataset", str(tmp_path / "empty.npz"), "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "expected at least one example (row), got features of shape (0, 3)" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
 @pytest.mark.slow  # subprocesses, one trains
 def test_console_script_in_subprocess(tmp_path):
     """The real entry point: no traceback on bad input, results on success."""

@@ -167,3 +167,64 @@ def test_float16_infinities_are_caught_without_a_cast_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_dataset(tmp_path / "ok.npz")
+
+
+# ------------------------------------------------------------------------------------ degenerate shapes
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            dict(x=np.ones((0, 3)), y=np.ones(0)),
+            r"expected at least one example \(row\), got features of shape \(0, 3\)",
+        ),
+        (dict(x=np.ones((0, 3)), y=np.arange(0)), r"got features of shape \(0, 3\)"),
+        (dict(x=np.ones((0, 3)), y=np.ones(5)), r"got features of shape \(0, 3\)"),
+        (dict(x=np.ones((5, 3)), y=np.ones(0)), r"same number of rows, got 5 and 0"),
+        (dict(x=np.ones((5, 3)), y=np.ones(4)), r"same number of rows, got 5 and 4"),
+        (dict(x=np.ones((5, 0)), y=np.arange(5) % 2), r"at least one feature per row, got an array of shape \(5, 0\)"),
+        (dict(x=np.ones((10, 3)), y=np.ones((10, 0))), r"at least one target value per row, got shape \(10, 0\)"),
+        (dict(x=np.ones((1, 3)), y=np.ones(1) * 0.5), r"at least one train and one test row, got 1 rows"),
+        (
+            dict(x_train=np.ones((0, 3)), y_train=np.ones(0), x_test=np.ones((2, 3)), y_test=np.ones(2)),
+            r"train features: expected at least one example \(row\), got features of shape \(0, 3\)",
+        ),
+        (
+            dict(x_train=np.ones((4, 3)), y_train=np.ones(4), x_test=np.ones((2, 3)), y_test=np.ones(3)),
+            r"test features and targets must have the same, non-zero number of rows, got 2 and 3",
+        ),
+    ],
+    ids=[
+        "no-rows",
+        "no-rows-int",
+        "no-rows-5-targets",
+        "no-targets",
+        "y-short",
+        "no-features",
+        "no-target-columns",
+        "one-example",
+        "split-no-train-rows",
+        "split-y-length",
+    ],
+)
+def test_degenerate_npz_shapes_are_one_line_data_errors(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DataError, match=message) as error:
+        load_dataset(tmp_path / "d.npz")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"a,b,y\n", "expected data rows after the header, got none"),
+        (b"a,b,y\n1,2,0.5\n", "at least one train and one test row, got 1 rows"),
+        (b"y\n1\n2\n", "at least two columns"),
+    ],
+    ids=["header-only", "one-row", "target-only"],
+)
+def test_degenerate_csv_shapes_are_one_line_data_errors(tmp_path, text, message):
+    (tmp_path / "d.csv").write_bytes(text)  # bytes: conftest reads str parameters as dtype names
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "d.csv")

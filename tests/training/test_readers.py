@@ -168,3 +168,22 @@ def test_read_idx_dir_gives_flat_images_in_the_unit_range_and_labels(tmp_path):
     np.testing.assert_allclose(x_train, arrays["train-images-idx3-ubyte"].reshape(30, 12) / 255, rtol=1e-6)
     np.testing.assert_array_equal(y_train, np.arange(30) % 10)
     np.testing.assert_array_equal(y_test, np.arange(10))
+
+
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (np.zeros((0, 4, 3)), np.zeros(0), r"train features: expected at least one example \(row\)"),
+        (np.zeros((5, 0, 3)), np.arange(5), r"at least one feature per row, got an array of shape \(5, 0\)"),
+        (np.zeros((5, 4, 3)), np.arange(4), r"expected images \(n, rows, cols\) and labels \(n,\)"),
+    ],
+    ids=["no-images", "no-pixels", "label-count"],
+)
+def test_degenerate_idx_shapes_are_one_line_data_errors(tmp_path, images, labels, message):
+    from data_helpers import idx_bytes
+
+    write_mnist_dir(tmp_path / "mnist", gz=True)
+    for name, array in (("train-images-idx3-ubyte.gz", images), ("train-labels-idx1-ubyte.gz", labels)):
+        (tmp_path / "mnist" / name).write_bytes(gzip.compress(idx_bytes(array)))
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "mnist")

@@ -200,7 +200,9 @@ def _as_features(x: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: features must be a real numeric array, got dtype {x.dtype}")
     if x.ndim == 0:
         raise DataError(f"{where}: features must have one row per example, got a scalar")
-    x = x.reshape(len(x), -1)
+    if len(x) == 0:
+        raise DataError(f"{where}: expected at least one example (row), got features of shape {x.shape}")
+    x = x.reshape(len(x), math.prod(x.shape[1:]))
     if x.shape[1] == 0:
         raise DataError(f"{where}: expected at least one feature per row, got an array of shape {x.shape}")
     _check_values(x, "features", where)
@@ -237,6 +239,8 @@ def _check_target_array(y: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: expected numbers or string labels, got dtype {y.dtype}")
     if y.ndim == 0:
         raise DataError(f"{where}: expected one target per row, got a scalar")
+    if y.ndim > 1 and math.prod(y.shape[1:]) == 0:
+        raise DataError(f"{where}: expected at least one target value per row, got shape {y.shape}")
     return y
 
 

@@ -176,6 +176,6 @@ def read_idx_dir(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
             raise DataError(
                 f"{path}: expected images (n, rows, cols) and labels (n,), got shapes {images.shape} and {labels.shape}"
             )
-        x = images.reshape(len(images), -1).astype(np.float32)
+        x = images.reshape(len(images), math.prod(images.shape[1:])).astype(np.float32)
         parts += [x / 255.0 if images.dtype == np.uint8 else x, labels]
     return parts[0], parts[1], parts[2], parts[3]
