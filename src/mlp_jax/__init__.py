@@ -22,6 +22,8 @@ from mlp_jax.core.losses import register_loss as register_loss
 from mlp_jax.core.model import forward as forward
 from mlp_jax.core.model import loss as loss
 from mlp_jax.core.params import INITS as INITS
+from mlp_jax.core.params import MAX_LAYER_SIZE as MAX_LAYER_SIZE
+from mlp_jax.core.params import MAX_PARAMETERS as MAX_PARAMETERS
 from mlp_jax.core.params import Layer as Layer
 from mlp_jax.core.params import Params as Params
 from mlp_jax.core.params import init_params as init_params

@@ -48,8 +48,23 @@ def test_cli_passes_and_writes_json(tmp_path, capsys):
         (["--loss", "hinge"], "unknown loss 'hinge'"),
         (["--batch", "0"], "--batch and --fd-entries must be >= 1"),
         (["--dtype", "float16"], "invalid choice: 'float16'"),
+        (["--sizes", "4,4611686018427387904"], "--sizes: layer_sizes[1] = 4611686018427387904 is over the limit of"),
+        (["--sizes", "1048576,131072,1048576"], "over the limit of 68719476736 (MAX_PARAMETERS, 2**36)"),
+        (["--batch", "4611686018427387904"], "--batch must be at most 2147483647"),
+        (["--seed", "-1"], "--seed must be >= 0, got -1"),
     ],
-    ids=["sizes-x", "sizes-short", "activation", "loss", "batch", "dtype"],
+    ids=[
+        "sizes-x",
+        "sizes-short",
+        "activation",
+        "loss",
+        "batch",
+        "dtype",
+        "size-2**62",
+        "size-total",
+        "batch-2**62",
+        "seed",
+    ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(argv, message, capsys):
     try:

@@ -61,6 +61,9 @@ def test_real_divergence_exits_1(tmp_path, capsys):
         (["--dataset", "sine", "--loss", "softmax_cross_entropy"], "regression"),
         (["--grad", "numeric"], "unknown grad"),
         (["--epochs", "0"], "--epochs must be >= 1"),
+        (["--hidden", "4611686018427387904"], "hidden[0] = 4611686018427387904 is over the limit of 2147483647 units"),
+        (["--hidden", "1048576,1048576"], "over the limit of 68719476736 (MAX_PARAMETERS, 2**36)"),
+        (["--dataset", "digits", "--hidden", "1073741824"], "[64, 1073741824, 10] make 80530636810 parameters"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):

@@ -78,6 +78,33 @@ def test_bad_layer_sizes(key, sizes, match):
         mj.init_params(key, sizes)
 
 
+@pytest.mark.parametrize(
+    "sizes,match",
+    [
+        ([3, 2**62], r"layer_sizes\[1\] = 4611686018427387904 is over the limit of 2147483647 units per layer"),
+        ([3, 2**31], r"layer_sizes\[1\] = 2147483648 is over the limit of 2147483647"),
+        ([2**20, 2**17, 2**20], r"make 274879086592 parameters, over the limit of 68719476736"),
+    ],
+    ids=["2**62", "2**31", "total"],
+)
+def test_sizes_over_the_limits_are_a_value_error_naming_the_limit(key, sizes, match):
+    """Once a C++ abort of the whole interpreter ("overflow in static extent product")."""
+    with pytest.raises(ValueError, match=match):
+        mj.init_params(key, sizes)
+
+
+def test_the_size_limits_admit_what_they_name():
+    from mlp_jax.core.params import check_layer_sizes, parameter_count
+
+    assert mj.MAX_LAYER_SIZE == 2**31 - 1 and mj.MAX_PARAMETERS == 2**36
+    assert check_layer_sizes([1, mj.MAX_LAYER_SIZE, 1]) == [1, mj.MAX_LAYER_SIZE, 1]  # checked, not allocated
+    assert parameter_count([3, 4, 2]) == 3 * 4 + 4 + 4 * 2 + 2
+    limit = [2**18, 2**18 - 1]  # 2**36 - 2**18 weights and 2**18 - 1 biases: one under the limit
+    assert parameter_count(limit) == mj.MAX_PARAMETERS - 1 and check_layer_sizes(limit) == limit
+    with pytest.raises(ValueError, match="over the limit"):
+        check_layer_sizes([2**18, 2**18])
+
+
 def test_unknown_init_lists_known(key):
     with pytest.raises(ValueError, match=r"unknown init 'xavier'.*he_normal"):
         mj.init_params(key, [2, 2], init="xavier")

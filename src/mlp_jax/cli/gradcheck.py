@@ -9,6 +9,7 @@ from pathlib import Path
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.errors import UsageError
 from mlp_jax.core.losses import get_loss, target_kind
+from mlp_jax.core.params import MAX_LAYER_SIZE, check_size_limits
 from mlp_jax.core.x64 import x64_mode
 from mlp_jax.tools.gradcheck import DTYPES, FD_MODES, check_gradients, random_problem
 from mlp_jax.training.files import write_text
@@ -39,8 +40,16 @@ def run_cli(args: argparse.Namespace) -> int:
         ) from None
     if len(sizes) < 2 or min(sizes) < 1:
         raise UsageError(f"--sizes needs at least two positive integers (input and output), got {args.sizes!r}")
+    try:  # before anything is allocated: a size past the limits once aborted the interpreter
+        check_size_limits(sizes)
+    except ValueError as error:
+        raise UsageError(f"--sizes: {error}") from None
     if args.batch < 1 or args.fd_entries < 1:
         raise UsageError(f"--batch and --fd-entries must be >= 1, got {args.batch} and {args.fd_entries}")
+    if args.batch > MAX_LAYER_SIZE:
+        raise UsageError(f"--batch must be at most {MAX_LAYER_SIZE} (MAX_LAYER_SIZE, 2**31 - 1), got {args.batch}")
+    if args.seed < 0:  # numpy's and JAX's generators take non-negative seeds
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     try:
         get_activation(args.activation), get_loss(args.loss)
     except ValueError as error:

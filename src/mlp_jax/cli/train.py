@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mlp_jax.core.errors import CheckpointError, NonFiniteLoss, UsageError
+from mlp_jax.core.params import check_size_limits
 from mlp_jax.training import distributed
 from mlp_jax.training.checkpoint import read_metadata
 from mlp_jax.training.config import OPTIMIZERS, SCHEDULES, TrainConfig, config_from_saved
@@ -26,6 +27,10 @@ def _hidden(text: str) -> tuple[int, ...]:
         ) from None
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be >= 1, got {text!r}")
+    try:  # the widths alone; the whole net, with its input and output, is checked once the data is known
+        check_size_limits(sizes, "hidden")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return sizes
 
 

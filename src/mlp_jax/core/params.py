@@ -7,6 +7,7 @@ tuple of NamedTuples, so `jax.tree`, `jax.jit` and optax take them as they are.
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -26,6 +27,15 @@ class Layer(NamedTuple):
 
 
 Params = tuple[Layer, ...]
+
+# The size limits `init_params` checks before it allocates anything. A layer size is one dimension of a
+# weight matrix: an int32, as XLA's GPU kernels and the BLAS libraries index a dimension. The parameter
+# count (weights and biases of every layer) is capped far below the 64-bit overflow of XLA's shape
+# arithmetic, which aborts the whole process, and above what one device can hold (2**36 float32 values are
+# 256 GiB), so no net that could train is refused; a net within the limits that does not fit in memory
+# gets JAX's own RESOURCE_EXHAUSTED error.
+MAX_LAYER_SIZE = 2**31 - 1
+MAX_PARAMETERS = 2**36
 
 
 def _normal(key: Array, shape: tuple[int, int], std: float, dtype) -> Array:
@@ -59,10 +69,13 @@ def init_params(
     Weights are drawn in float32 and cast to `dtype`, so a seed gives the same net in every dtype
     (up to rounding). Schemes: he_normal, he_uniform, glorot_normal, glorot_uniform,
     lecun_normal, lecun_uniform (variances 2/fan_in, 2/(fan_in+fan_out), 1/fan_in).
+
+    Each size must be at most `MAX_LAYER_SIZE` (2**31 - 1) and the net's parameter count at most
+    `MAX_PARAMETERS` (2**36); a ValueError naming the limit is raised before anything is allocated.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; expected one of {sorted(INITS)}")
-    sizes = _checked_sizes(layer_sizes)
+    sizes = check_layer_sizes(layer_sizes)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
@@ -73,8 +86,9 @@ def init_params(
     )
 
 
-def _checked_sizes(layer_sizes: Sequence[int]) -> list[int]:
-    """`layer_sizes` as a list of ints; a ValueError unless it holds at least two positive integers."""
+def check_layer_sizes(layer_sizes: Sequence[int]) -> list[int]:
+    """`layer_sizes` as a list of ints; a ValueError unless it holds at least two positive integers within
+    the limits (`check_size_limits`)."""
     sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(f"layer_sizes needs at least 2 entries (input and output), got {sizes}")
@@ -82,7 +96,30 @@ def _checked_sizes(layer_sizes: Sequence[int]) -> list[int]:
     checked = [size for size in ints if size is not None and size >= 1]
     if len(checked) != len(sizes):
         raise ValueError(f"layer_sizes must be positive integers, got {sizes}")
+    check_size_limits(checked)
     return checked
+
+
+def check_size_limits(sizes: Sequence[int], what: str = "layer_sizes") -> None:
+    """A ValueError naming the limit unless every size is at most `MAX_LAYER_SIZE` and the parameters of the
+    layers between consecutive sizes number at most `MAX_PARAMETERS`. `sizes` may be part of a net (the
+    hidden widths alone): its count is then a lower bound of the whole net's."""
+    for i, size in enumerate(sizes):
+        if size > MAX_LAYER_SIZE:
+            raise ValueError(
+                f"{what}[{i}] = {size} is over the limit of {MAX_LAYER_SIZE} units per layer "
+                "(MAX_LAYER_SIZE, 2**31 - 1)"
+            )
+    count = parameter_count(sizes)
+    if count > MAX_PARAMETERS:
+        raise ValueError(
+            f"{what} {list(sizes)} make {count} parameters, over the limit of {MAX_PARAMETERS} (MAX_PARAMETERS, 2**36)"
+        )
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """The number of weights and biases of a net with layer sizes `sizes`: ``sum(d_in * d_out + d_out)``."""
+    return sum(d_in * d_out + d_out for d_in, d_out in itertools.pairwise(sizes))
 
 
 def _as_int(size: object) -> int | None:

@@ -27,7 +27,7 @@ import optax
 
 from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, UsageError
 from mlp_jax.core.model import forward
-from mlp_jax.core.params import init_params
+from mlp_jax.core.params import check_layer_sizes, init_params
 from mlp_jax.core.validation import prepare_targets
 from mlp_jax.training import distributed
 from mlp_jax.training.checkpoint import load_checkpoint, save_checkpoint
@@ -201,6 +201,7 @@ def _build_run(config: ResolvedConfig, splits: _Splits, out: Path, saved: dict[s
     sizes = [splits.x_train.shape[1], *config.hidden, splits.n_out]
     batch_size = min(config.batch_size, len(splits.x_train))
     try:  # data parallel: params replicated, every minibatch split over the mesh's devices
+        check_layer_sizes(sizes)  # the size limits, before anything is allocated
         mesh = distributed.make_mesh(config.devices)
         distributed.check_batch_size(batch_size, mesh)
     except ValueError as error:
