@@ -1,5 +1,7 @@
 """mlp_jax.bench.peers: worker processes run by path, their rounds merged, failed rounds kept apart."""
 
+import importlib.util
+
 import pytest
 
 from mlp_jax.bench import peers
@@ -92,3 +94,10 @@ def test_numpy_env_drops_the_openblas_overrides(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     env = peers.numpy_env()
     assert "OPENBLAS_CORETYPE" not in env and env["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_missing_packages_are_the_ones_this_python_cannot_find(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else object())
+    assert peers.missing_packages("torch") == ["torch"]
+    assert peers.missing_packages("flax") == [] and peers.missing_packages("mlp_jax") == []
+    assert set(peers.PEER_PACKAGES) == set(peers.PEERS) and "[bench]" in peers.BENCH_EXTRA

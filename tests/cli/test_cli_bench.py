@@ -1,9 +1,11 @@
 """`mlp-jax bench` (mlp_jax.cli.bench): a tiny run end to end, and bad flags (exit 2)."""
 
+import importlib.util
 import json
 
 import pytest
 
+import mlp_jax.cli.bench as cli_bench
 from mlp_jax.cli.main import main
 
 
@@ -59,3 +61,41 @@ def test_out_must_be_a_directory(tmp_path, capsys):
     out.write_text("")
     assert main(["bench", "--out", str(out), "--configs", "xor"]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def torch_missing(monkeypatch):
+    """This Python as one without torch and with the other peers, whatever is installed; a bench run that
+    records its peers and times nothing."""
+    real = importlib.util.find_spec
+    installed = {"equinox": object(), "flax": object(), "torch": None}  # the other peers as if installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: installed.get(name, real(name, *a)))
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)  # restored after the test
+    started = []
+
+    def run(out, configs, **kw):
+        started.append(kw["peers"])
+        (out / "results.md").write_text("results\n")
+
+    monkeypatch.setattr(cli_bench, "run", run)
+    return started
+
+
+def test_a_requested_peer_that_is_not_installed_fails_before_any_timing(torch_missing, tmp_path, capsys):
+    """Once exit 0 with the ImportError only inside results.md."""
+    flags = ["--configs", "xor", "--peers", "mlp_jax,torch", "--malloc", "default"]
+    assert main(["bench", "--out", str(tmp_path), *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "mlp-jax bench: error: --peers torch needs the package torch, which is not installed: "
+        'pip install -e ".[bench]" installs it'
+    ]
+    assert torch_missing == []  # nothing timed
+
+
+def test_the_default_peers_leave_out_the_ones_not_installed_and_say_so(torch_missing, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert main(["bench", "--out", str(tmp_path / "out"), "--configs", "xor", "--malloc", "default"]) == 0
+    assert torch_missing == [("mlp_jax", "equinox", "flax")]
+    assert capsys.readouterr().err.strip().splitlines() == [
+        'mlp-jax bench: peers left out, their packages not installed: torch (pip install -e ".[bench]")'
+    ]

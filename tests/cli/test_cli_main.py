@@ -72,3 +72,24 @@ def test_runs_as_a_module_in_a_fresh_process():
     assert result.stderr.strip().splitlines() == [
         "mlp-jax: error: unknown command 'fit'; expected one of ['train', 'gradcheck', 'bench']"
     ]
+
+
+def test_import_finds_a_module_in_the_current_directory(tmp_path, monkeypatch, capsys, restored_registries):
+    """As documented, without PYTHONPATH: the console script's sys.path lacks the current directory, which
+    `python -m` would put first. Once "No module named 'mymodule'" and exit 2."""
+    (tmp_path / "mymodule.py").write_text(
+        textwrap.dedent("""
+        import jax.numpy as jnp
+        from mlp_jax.core.activations import register_activation
+
+        register_activation("softsign_cwd", lambda z: z / (1 + jnp.abs(z)), lambda z: 1 / (1 + jnp.abs(z)) ** 2)
+    """)
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "mymodule", raising=False)
+    code = cli.main(
+        ["--import", "mymodule", "gradcheck", "--sizes", "3,4,2", "--batch", "4", "--activation", "softsign_cwd"]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "OK: every leaf is within tolerance" in capsys.readouterr().out

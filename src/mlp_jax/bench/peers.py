@@ -6,6 +6,7 @@ by round: thread pools of different libraries slow each other down when they sha
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -20,6 +21,20 @@ from mlp_jax.bench.timing import summary
 
 PEERS = ("mlp_jax", "torch", "equinox", "flax")  # steps/s on the same configs, each its own process
 WORKER_DIR = Path(__file__).resolve().parent / "workers"  # run by path, so a worker imports only its own library
+# The packages each peer's worker imports beyond mlp-jax's own dependencies: all in the bench extra.
+PEER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "mlp_jax": (),
+    "torch": ("torch",),
+    "equinox": ("equinox",),
+    "flax": ("flax",),
+}
+BENCH_EXTRA = 'pip install -e ".[bench]"'
+
+
+def missing_packages(peer: str) -> list[str]:
+    """The packages peer `peer`'s worker imports that this Python cannot find. The workers run in this
+    Python (`sys.executable`), so a package found here is found there."""
+    return [name for name in PEER_PACKAGES.get(peer, ()) if importlib.util.find_spec(name) is None]
 
 
 def run_worker(script: str, request: dict, *, env: dict | None = None, timeout: float = 600) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlp_jax.bench.configs import QUICK_GRID, STANDARD, grid_configs, parse_config
 from mlp_jax.bench.peaks import peak_shapes_for
-from mlp_jax.bench.peers import PEERS
+from mlp_jax.bench.peers import BENCH_EXTRA, PEERS, missing_packages
 from mlp_jax.bench.run import run
 from mlp_jax.core.errors import UsageError
 
@@ -38,6 +38,31 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _peers(flag: str | None) -> tuple[str, ...]:
+    """The peers to time. Named in `flag`: each must be installed, or a UsageError names the missing package
+    and the extra, before any timing. By default: every peer whose packages are installed, the others left
+    out with a note on stderr."""
+    if flag is None:
+        missing = {peer: missing_packages(peer) for peer in PEERS}
+        left_out = [name for names in missing.values() for name in names]
+        if left_out:
+            print(
+                f"mlp-jax bench: peers left out, their packages not installed: {', '.join(left_out)} ({BENCH_EXTRA})",
+                file=sys.stderr,
+            )
+        return tuple(peer for peer in PEERS if not missing[peer])
+    peers = () if flag == "none" else tuple(p.strip() for p in flag.split(",") if p.strip())
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise UsageError(f"unknown peers {unknown}; expected a subset of {list(PEERS)} or none")
+    for peer in peers:
+        for name in missing_packages(peer):
+            raise UsageError(
+                f"--peers {peer} needs the package {name}, which is not installed: {BENCH_EXTRA} installs it"
+            )
+    return peers
+
+
 def run_cli(args: argparse.Namespace) -> int:
     quick = args.quick
     repeats = args.repeats if args.repeats is not None else (3 if quick else 7)
@@ -55,13 +80,7 @@ def run_cli(args: argparse.Namespace) -> int:
         configs += grid_configs() if spec == "grid" else [parse_config(spec)]
     if not configs:
         raise UsageError("--configs is empty")
-    if args.peers is None:
-        peers = PEERS
-    else:
-        peers = () if args.peers == "none" else tuple(p.strip() for p in args.peers.split(",") if p.strip())
-        unknown = [p for p in peers if p not in PEERS]
-        if unknown:
-            raise UsageError(f"unknown peers {unknown}; expected a subset of {list(PEERS)} or none")
+    peers = _peers(args.peers)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ Multilayer perceptrons in JAX with a hand-written backprop.
 commands:
 {chr(10).join(f"  {name:<10} {text}" for name, (_, text) in SUBCOMMANDS.items())}
 
-  --import MODULE  import a module first (one that calls register_activation, say); repeatable
+  --import MODULE  import a module first (one that calls register_activation, say), found in the
+                   current directory as with python -m; repeatable
   mlp-jax COMMAND --help shows a command's options; no command means train.
 """
 
@@ -37,6 +39,13 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and exit 2, without argparse's usage block
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _current_directory_first() -> None:
+    """Put the current directory first on `sys.path`, as ``python -m`` does, so that ``--import mymodule``
+    finds ``./mymodule.py``: the ``mlp-jax`` console script's path starts at its own folder instead."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command not in SUBCOMMANDS:
             print(f"mlp-jax: error: unknown command {command!r}; expected one of {list(SUBCOMMANDS)}", file=sys.stderr)
             return 2
+    if imports:
+        _current_directory_first()
     for module in imports:
         try:
             importlib.import_module(module)
