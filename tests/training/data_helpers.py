@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
+import math
+import zipfile
 
 import numpy as np
 
@@ -59,3 +62,65 @@ def write_mnist_dir(directory, *, gz: bool):
         data = idx_bytes(array)
         (directory / (name + ".gz" if gz else name)).write_bytes(gzip.compress(data) if gz else data)
     return arrays
+
+
+def npy_header(shape: tuple, descr: str = "<f8") -> bytes:
+    """The .npy header (format 1.0) of an array of `shape` and dtype `descr`."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def write_zeros_npz(path, members: dict[str, tuple], descr: str = "<f8"):
+    """An .npz whose members (name -> shape) hold zeros, deflated and written in 1 MiB chunks: a small file
+    that decompresses to the full size (a decompression bomb when the shapes are large)."""
+    chunk = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, shape in members.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as f:
+                f.write(npy_header(shape, descr))
+                left = math.prod(shape) * np.dtype(descr).itemsize
+                while left:
+                    f.write(chunk[: min(left, len(chunk))])
+                    left -= min(left, len(chunk))
+    return path
+
+
+def claim_uncompressed_size(path, member: str, size: int) -> None:
+    """Rewrite the uncompressed size the zip at `path` records for its only member (stored, not deflated),
+    in the local and the central header, to `size`: a header that claims more than the member holds."""
+    data = bytearray(path.read_bytes())
+    local, central = data.index(b"PK\x03\x04"), data.index(b"PK\x01\x02")
+    assert data[local + 30 : local + 30 + len(member)] == member.encode()
+    data[local + 22 : local + 26] = size.to_bytes(4, "little")
+    data[central + 24 : central + 28] = size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def peak_traced_bytes(function) -> tuple[int, BaseException | None]:
+    """Run `function()` under tracemalloc (which sees numpy's, zlib's and Python's allocations) and return the
+    peak of traced memory during the call, and the exception it raised, if any."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        function()
+        raised = None
+    except Exception as error:  # returned to the test, which checks it
+        raised = error
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, raised
+
+
+def gzip_of_zeros(header: bytes, n_zeros: int) -> bytes:
+    """gzip of `header` followed by `n_zeros` zero bytes, compressed in 1 MiB chunks."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as f:
+        f.write(header)
+        chunk = bytes(1 << 20)
+        while n_zeros:
+            f.write(chunk[: min(n_zeros, len(chunk))])
+            n_zeros -= min(n_zeros, len(chunk))
+    return out.getvalue()

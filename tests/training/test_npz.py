@@ -75,10 +75,10 @@ def test_an_array_too_large_for_memory_is_a_clear_error(tmp_path, monkeypatch):
     path = tmp_path / "a.npz"
     np.savez(path, x=np.ones(2))
 
-    def no_memory(self, key):
+    def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", no_memory)
+    monkeypatch.setattr(npz.np, "frombuffer", no_memory)  # what turns the bytes read into the array
     with pytest.raises(NpzError, match="array 'x' needs more memory than this machine can allocate"):
         npz.load(path)
 
@@ -87,4 +87,50 @@ def test_a_file_that_is_no_zip_raises_what_zipfile_raises(tmp_path):
     path = tmp_path / "a.npz"
     path.write_bytes(b"just some text")
     with pytest.raises((zipfile.BadZipFile, OSError)):
+        npz.load(path)
+
+
+def test_arrays_over_the_limit_are_refused_before_any_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "a.npz"
+    np.savez(path, x=np.zeros(1000), y=np.zeros(10))
+    read = []
+    real_read = npz._read_array
+    monkeypatch.setattr(npz, "_read_array", lambda a, info, name: read.append(name) or real_read(a, info, name))
+    with pytest.raises(
+        NpzError, match=r"arrays 'x', 'y' decompress to 8\d\d\d bytes, more than the limit of 8000 bytes"
+    ):
+        npz.load(path, max_bytes=8000)
+    assert read == []
+    assert sorted(npz.load(path, lambda names: ["y"], max_bytes=8000)) == ["y"]  # only the picked ones count
+    assert npz.load(path, max_bytes=9000)["x"].shape == (1000,)
+
+
+def test_a_member_holding_less_than_its_zip_header_claims_is_never_allocated_at_the_claimed_size(tmp_path):
+    from data_helpers import claim_uncompressed_size, peak_traced_bytes
+
+    path = tmp_path / "a.npz"
+    header = npy_header((200_000_000,), "|u1")  # 200 MB claimed by both the .npy and the zip header
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("x.npy", header + b"\x00" * 8)
+    claim_uncompressed_size(path, "x.npy", len(header) + 200_000_000)
+    peak, error = peak_traced_bytes(lambda: npz.load(path))
+    assert isinstance(error, NpzError) and "array 'x': truncated data, expected 200000000 bytes, got 8" in str(error)
+    assert peak < 8 * 2**20
+
+
+def test_fortran_order_and_big_endian_arrays_read_back_exactly(tmp_path):
+    path = tmp_path / "a.npz"
+    f = np.asfortranarray(np.arange(12.0).reshape(3, 4))
+    np.savez(path, f=f, b=np.arange(5, dtype=">i4"), s=np.array(["a", "bc"]), e=np.zeros((0, 3)))
+    arrays = npz.load(path)
+    for name, expected in (("f", f), ("b", np.arange(5)), ("s", np.array(["a", "bc"])), ("e", np.zeros((0, 3)))):
+        np.testing.assert_array_equal(arrays[name], expected)
+        assert arrays[name].shape == expected.shape
+
+
+def test_zero_byte_elements_are_refused(tmp_path):
+    path = tmp_path / "a.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", npy_header((10**15,), "|V0"))
+    with pytest.raises(NpzError, match="elements of zero bytes"):
         npz.load(path)

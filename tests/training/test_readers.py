@@ -4,6 +4,7 @@ the file for each malformed one."""
 from __future__ import annotations
 
 import gzip
+import re
 import zipfile
 
 import numpy as np
@@ -187,3 +188,83 @@ def test_degenerate_idx_shapes_are_one_line_data_errors(tmp_path, images, labels
         (tmp_path / "mnist" / name).write_bytes(gzip.compress(idx_bytes(array)))
     with pytest.raises(DataError, match=message):
         load_dataset(tmp_path / "mnist")
+
+
+# ------------------------------------------------------------------------------------- decompression bombs
+
+
+def test_npz_bomb_is_refused_before_it_is_decompressed(tmp_path, monkeypatch):
+    from data_helpers import peak_traced_bytes, write_zeros_npz
+
+    path = write_zeros_npz(tmp_path / "bomb.npz", {"x": (2**21, 1), "y": (2**21,)})  # 32 MiB of zeros
+    assert path.stat().st_size < 2**18  # a 32 MiB array in a file of a few hundred KiB
+    monkeypatch.setenv("MLP_JAX_MAX_DATA_BYTES", str(2**20))
+    peak, error = peak_traced_bytes(lambda: load_dataset(path))
+    assert isinstance(error, DataError), error
+    assert re.search(
+        r"bomb\.npz: arrays 'x', 'y' decompress to 335\d+ bytes, more than the limit of 1048576 bytes "
+        r"on a data file \(set MLP_JAX_MAX_DATA_BYTES to raise it\)",
+        str(error),
+    ), error
+    assert peak < 2**20
+
+
+def test_npz_member_claiming_2_gb_is_refused_by_the_default_limit(tmp_path):
+    from data_helpers import claim_uncompressed_size, npy_header
+
+    from mlp_jax.training.readers import MAX_DATA_BYTES, max_data_bytes
+
+    assert MAX_DATA_BYTES == 256 * 2**20 and max_data_bytes() == MAX_DATA_BYTES
+    header = npy_header((2**31,), "|u1")
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as archive:
+        archive.writestr("x.npy", header + b"\x00" * 8)
+    claim_uncompressed_size(tmp_path / "d.npz", "x.npy", len(header) + 2**31)
+    with pytest.raises(DataError, match=r"arrays 'x' decompress to 2147483\d+ bytes, more than the limit of 268435456"):
+        read_npz(tmp_path / "d.npz", "x")  # x plays both parts here: the limit is checked first
+
+
+def test_idx_gzip_bomb_is_refused_at_its_header(tmp_path):
+    from data_helpers import gzip_of_zeros, peak_traced_bytes
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    dims = (2**15, 32, 32)  # 32 MiB of uint8 zeros, as the header says
+    path.write_bytes(gzip_of_zeros(bytes([0, 0, 0x08, 3]) + np.asarray(dims, ">u4").tobytes(), 2**25))
+    peak, error = peak_traced_bytes(lambda: read_idx(path, max_bytes=2**20))
+    assert isinstance(error, DataError), error
+    assert "IDX header says dims (32768, 32, 32) of uint8 = 33554432 bytes, more than the limit of 1048576" in str(
+        error
+    )
+    assert peak < 2**20
+    assert read_idx(path).shape == dims  # under the default limit it loads
+
+
+def test_idx_gzip_holding_more_than_its_header_says_stops_at_the_first_extra_byte(tmp_path):
+    from data_helpers import gzip_of_zeros, peak_traced_bytes
+
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip_of_zeros(bytes([0, 0, 0x08, 1]) + np.asarray([10], ">u4").tobytes(), 2**25))
+    peak, error = peak_traced_bytes(lambda: read_idx(path))
+    assert isinstance(error, DataError) and "oversized IDX data, header says dims (10,) of uint8 = 10 bytes" in str(
+        error
+    )
+    assert peak < 4 * 2**20  # one decompressed chunk, not the 32 MiB the file holds
+
+
+def test_the_limit_applies_to_every_reader_and_is_named(tmp_path, monkeypatch):
+    path = write_csv(tmp_path / "d.csv", ["a", "y"], [[i, i % 2] for i in range(100)])
+    with pytest.raises(DataError, match=r"d\.csv: the file holds \d+ bytes, more than the limit of 100 bytes"):
+        read_csv(path, None, max_bytes=100)
+    monkeypatch.setenv("MLP_JAX_MAX_DATA_BYTES", "100")
+    with pytest.raises(DataError, match="set MLP_JAX_MAX_DATA_BYTES to raise it"):
+        load_dataset(path)
+    write_mnist_dir(tmp_path / "mnist", gz=True)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz: its IDX header says dims \(30, 4, 3\)"):
+        load_dataset(tmp_path / "mnist")
+    monkeypatch.setenv("MLP_JAX_MAX_DATA_BYTES", "1_000_000")
+    assert load_dataset(path).num_classes == 2
+    for bad in ("lots", "0", "-5", "1e6"):
+        monkeypatch.setenv("MLP_JAX_MAX_DATA_BYTES", bad)
+        with pytest.raises(
+            DataError, match=f"MLP_JAX_MAX_DATA_BYTES must be a positive whole number of bytes, got '{bad}'"
+        ):
+            load_dataset(path)

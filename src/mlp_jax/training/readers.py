@@ -3,12 +3,18 @@
 
 Every reader raises `DataError`, one line naming the file, what was expected and what was found. What the
 arrays mean (features, targets, the task) is decided by `mlp_jax.training.data`.
+
+A file may be small on disk and huge once decompressed (a "decompression bomb"): each reader takes a limit
+on the bytes it reads (`max_bytes`; by default `max_data_bytes()`, that is ``$MLP_JAX_MAX_DATA_BYTES`` or
+`MAX_DATA_BYTES`), checks the sizes a file's headers claim against it before reading any data, and reads
+in chunks, stopping at the first byte past what the header announced.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
 import math
 import os
 import zipfile
@@ -22,14 +28,50 @@ from mlp_jax.training import npz
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_DATA_BYTES = 256 * 2**20  # default limit on one data file's bytes once decompressed
+MAX_DATA_BYTES_ENV = "MLP_JAX_MAX_DATA_BYTES"  # environment variable that overrides it, in bytes
+_CHUNK_BYTES = 1 << 20
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# ------------------------------------------------------------------------------------------------ limit
+
+
+def max_data_bytes() -> int:
+    """The limit on one data file's decompressed bytes: ``$MLP_JAX_MAX_DATA_BYTES`` if set, else
+    `MAX_DATA_BYTES`."""
+    text = os.environ.get(MAX_DATA_BYTES_ENV)
+    if text is None or not text.strip():
+        return MAX_DATA_BYTES
+    try:
+        value = int(text.strip().replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_DATA_BYTES_ENV} must be a positive whole number of bytes, got {text!r}")
+    return value
+
+
+def _limit(max_bytes: int | None) -> int:
+    return max_data_bytes() if max_bytes is None else max_bytes
+
+
+def _over_limit(path: Path, what: str, size: int, limit: int) -> DataError:
+    return DataError(
+        f"{path}: {what} {size} bytes, more than the limit of {limit} bytes on a data file "
+        f"(set {MAX_DATA_BYTES_ENV} to raise it)"
+    )
 
 
 # -------------------------------------------------------------------------------------------------- CSV
 
 
-def read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64."""
+def read_csv(path: Path, target: str | None, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64.
+    A file of more than `max_bytes` bytes is refused before it is read."""
+    limit = _limit(max_bytes)
+    if path.stat().st_size > limit:
+        raise _over_limit(path, "the file holds", path.stat().st_size, limit)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -99,8 +141,9 @@ def _parse_cell(path: Path, line: int, column: str, cell: str) -> float:
 # -------------------------------------------------------------------------------------------------- NPZ
 
 
-def read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
-    """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given)."""
+def read_npz(path: Path, target: str | None, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of one layout: x_train, y_train, x_test, y_test; or x and y (y is `target` when given).
+    Arrays that decompress to more than `max_bytes` bytes together are refused before any is read."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: expected an .npz (zip) archive written by np.savez, got a file that is not one")
     wanted: dict[str, str] = {}
@@ -121,7 +164,8 @@ def read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
         return list(wanted.values())
 
     try:
-        arrays = npz.load(path, pick)
+        hint = f" on a data file (set {MAX_DATA_BYTES_ENV} to raise it)"
+        arrays = npz.load(path, pick, max_bytes=_limit(max_bytes), limit_hint=hint)
     except DataError:
         raise
     except npz.NpzError as e:
@@ -134,32 +178,53 @@ def read_npz(path: Path, target: str | None) -> dict[str, np.ndarray]:
 # -------------------------------------------------------------------------------------------------- IDX
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """One IDX file (optionally gzipped, by a ``.gz`` suffix) -> an array of its stored dtype and dims."""
+def read_idx(path: str | os.PathLike, max_bytes: int | None = None) -> np.ndarray:
+    """One IDX file (optionally gzipped, by a ``.gz`` suffix) -> an array of its stored dtype and dims.
+    Data of more than `max_bytes` bytes, as the header announces it, is refused before it is read; the
+    file is read in chunks up to the announced size, so a file holding more ends the read at once."""
     path = Path(path)
+    limit = _limit(max_bytes)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+            dims, dtype = _idx_header(path, f)
+            expected = math.prod(dims) * dtype.itemsize
+            if expected > limit:
+                raise _over_limit(path, f"its IDX header says dims {dims} of {dtype.name} =", expected, limit)
+            data = bytearray()
+            while len(data) < expected:
+                chunk = f.read(min(_CHUNK_BYTES, expected - len(data)))
+                if not chunk:
+                    break
+                data += chunk
+            extra = bool(f.read(1))
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: expected a gzipped IDX file, could not decompress it: {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(f"{path}: expected an IDX magic number 00 00 <type code> <ndim>, got {raw[:4].hex(' ')}")
-    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise DataError(f"{path}: truncated IDX header, expected {header_len} bytes for {ndim} dims, got {len(raw)}")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    expected, got = math.prod(dims) * dtype.itemsize, len(raw) - header_len
-    if got != expected:
-        kind = "truncated" if got < expected else "oversized"
+    if len(data) < expected or extra:
+        kind, got = ("truncated", str(len(data))) if len(data) < expected else ("oversized", "more")
         raise DataError(
             f"{path}: {kind} IDX data, header says dims {dims} of {dtype.name} = {expected} bytes, got {got}"
         )
-    return np.frombuffer(raw, dtype, offset=header_len).reshape(dims).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def read_idx_dir(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _idx_header(path: Path, f: io.BufferedIOBase) -> tuple[tuple[int, ...], np.dtype]:
+    """The dims and dtype an IDX header announces, read from the open file `f`."""
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+        raise DataError(f"{path}: expected an IDX magic number 00 00 <type code> <ndim>, got {magic.hex(' ')}")
+    ndim, dtype = magic[3], np.dtype(_IDX_DTYPES[magic[2]])
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataError(
+            f"{path}: truncated IDX header, expected {4 + 4 * ndim} bytes for {ndim} dims, got {4 + len(raw_dims)}"
+        )
+    return tuple(int(d) for d in np.frombuffer(raw_dims, ">u4")), dtype
+
+
+def read_idx_dir(path: Path, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A directory of the four MNIST IDX files (each optionally .gz) -> x_train, y_train, x_test, y_test:
-    images flattened to (n, rows*cols) float32, in [0, 1] when stored as bytes, and their labels (n,)."""
+    images flattened to (n, rows*cols) float32, in [0, 1] when stored as bytes, and their labels (n,).
+    Each file may hold at most `max_bytes` bytes of data (`read_idx`)."""
     files = {}
     for stem in IDX_FILES:
         found = [p for p in (path / stem, path / f"{stem}.gz") if p.is_file()]
@@ -169,7 +234,7 @@ def read_idx_dir(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
                 f"{path}: expected the MNIST IDX files {', '.join(IDX_FILES)} (each optionally .gz), "
                 f"missing {stem}; the directory holds {present}"
             )
-        files[stem] = read_idx(found[0])
+        files[stem] = read_idx(found[0], max_bytes)
     parts = []
     for images, labels in ((files[IDX_FILES[0]], files[IDX_FILES[1]]), (files[IDX_FILES[2]], files[IDX_FILES[3]])):
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
