@@ -80,6 +80,12 @@ def hidden(params: mj.Params, points: np.ndarray) -> np.ndarray:
     return np.tanh(points @ np.asarray(params[0].w) + np.asarray(params[0].b))
 
 
+def output_probability(params: mj.Params, h: np.ndarray) -> np.ndarray:
+    """The net's p(XOR = 1) = sigmoid(h @ W1 + b1), (n,), from hidden activations h (n, 2). After `hidden`,
+    it is ``jax.nn.sigmoid(mj.forward(params, x, "tanh"))``, in numpy: fast on a plotting grid."""
+    return 1 / (1 + np.exp(-(h @ np.asarray(params[1].w)[:, 0] + float(params[1].b[0]))))
+
+
 def _line(ax, w: np.ndarray, b: float, lim: tuple[float, float], **style) -> None:
     """Draw ``p @ w + b = 0`` over the box lim x lim."""
     t = np.linspace(*lim, 200)
@@ -113,40 +119,52 @@ def _points(ax, coords: np.ndarray) -> None:
         )
 
 
+def _input_panel(ax, params: mj.Params) -> None:
+    """The four points in input space, the net's p(XOR = 1) as shading, its boundary and the hidden units'
+    lines."""
+    lim = (-0.5, 1.5)
+    gx, gy = np.meshgrid(np.linspace(*lim, 300), np.linspace(*lim, 300))
+    grid = np.stack([gx.ravel(), gy.ravel()], axis=1)  # (300 * 300, 2)
+    prob = output_probability(params, hidden(params, grid)).reshape(gx.shape)
+    ax.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    ax.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=3)
+    ax.plot([], [], color="k", lw=3, label="the net's decision boundary, p = 0.5")
+    w0, b0 = np.asarray(params[0].w), np.asarray(params[0].b)
+    for j, color in enumerate(("tab:orange", "tab:green")):
+        label = f"hidden unit {j + 1}'s line, $(x W_0 + b_0)_{j + 1} = 0$"
+        _line(ax, w0[:, j], b0[j], lim, color=color, ls="--", lw=2, label=label, zorder=2)
+    ax.set(xlim=lim, ylim=lim, xlabel="input $x_1$", ylabel="input $x_2$", aspect="equal")
+    _points(ax, np.asarray(x))
+    ax.set_title("input space: no single line separates the classes;\nthe hidden units draw two")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9)
+
+
+def _hidden_panel(ax, params: mj.Params):
+    """The four points in hidden space, the input grid as the hidden layer maps it, the output layer's
+    p(XOR = 1) as shading and its line; returns the shading, for the colour bar."""
+    lim = (-1.2, 1.2)
+    hx, hy = np.meshgrid(np.linspace(*lim, 300), np.linspace(*lim, 300))
+    w1, b1 = np.asarray(params[1].w)[:, 0], float(params[1].b[0])
+    prob = output_probability(params, np.stack([hx.ravel(), hy.ravel()], axis=1)).reshape(hx.shape)
+    shading = ax.contourf(hx, hy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
+    t = np.linspace(-0.5, 1.5, 100)
+    for v in np.linspace(-0.5, 1.5, 9):  # the input grid's lines, bent by the hidden layer
+        for seg in (np.stack([t, np.full_like(t, v)], 1), np.stack([np.full_like(t, v), t], 1)):
+            ax.plot(*hidden(params, seg).T, color="0.6", lw=0.6, zorder=1)
+    ax.plot([], [], color="0.6", lw=0.6, label="input grid, mapped by the hidden layer")
+    _line(ax, w1, b1, lim, color="k", lw=2, label="output layer's line: $h W_1 + b_1 = 0$")
+    ax.set(xlim=lim, ylim=lim, xlabel="hidden unit 1: $h_1$", ylabel="hidden unit 2: $h_2$", aspect="equal")
+    _points(ax, hidden(params, np.asarray(x)))
+    ax.set_title("hidden space, $h = \\tanh(x W_0 + b_0)$:\none line separates the classes")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9)
+    return shading
+
+
 def plot(params: mj.Params, path: Path) -> None:
     """Input space beside hidden space, as a PNG at `path`."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(12.5, 7))
-    lim = (-0.5, 1.5)
-    gx, gy = np.meshgrid(np.linspace(*lim, 300), np.linspace(*lim, 300))
-    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
-    prob = jax.nn.sigmoid(mj.forward(params, jnp.asarray(grid), activation=ACTIVATION)).reshape(gx.shape)
-    left.contourf(gx, gy, prob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
-    left.contour(gx, gy, prob, levels=[0.5], colors="k", linewidths=3)
-    w0, b0 = np.asarray(params[0].w), np.asarray(params[0].b)
-    left.plot([], [], color="k", lw=3, label="the net's decision boundary, p = 0.5")
-    for j, color in enumerate(("tab:orange", "tab:green")):
-        label = f"hidden unit {j + 1}'s line, $z_{j + 1} = 0$"
-        _line(left, w0[:, j], b0[j], lim, color=color, ls="--", lw=2, label=label, zorder=2)
-    left.set(xlim=lim, ylim=lim, xlabel="input $x_1$", ylabel="input $x_2$", aspect="equal")
-    _points(left, np.asarray(x))
-    left.set_title("input space: no single line separates the classes;\nthe hidden units draw two")
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9)
-
-    hlim = (-1.2, 1.2)
-    hx, hy = np.meshgrid(np.linspace(*hlim, 300), np.linspace(*hlim, 300))
-    w1, b1 = np.asarray(params[1].w)[:, 0], float(params[1].b[0])
-    hprob = 1 / (1 + np.exp(-(hx * w1[0] + hy * w1[1] + b1)))
-    shading = right.contourf(hx, hy, hprob, levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.35)
-    for v in np.linspace(*lim, 9):  # the input grid's lines, bent by the hidden layer
-        t = np.linspace(*lim, 100)
-        for seg in (np.stack([t, np.full_like(t, v)], 1), np.stack([np.full_like(t, v), t], 1)):
-            right.plot(*hidden(params, seg).T, color="0.6", lw=0.6, zorder=1)
-    right.plot([], [], color="0.6", lw=0.6, label="input grid, mapped by the hidden layer")
-    _line(right, w1, b1, hlim, color="k", lw=2, label="output layer: $h W_1 + b_1 = 0$")
-    right.set(xlim=hlim, ylim=hlim, xlabel="hidden unit 1: $h_1$", ylabel="hidden unit 2: $h_2$", aspect="equal")
-    _points(right, hidden(params, np.asarray(x)))
-    right.set_title("hidden space, $h = \\tanh(x W_0 + b_0)$:\none line separates the classes")
-    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=9)
+    _input_panel(left, params)
+    shading = _hidden_panel(right, params)
     fig.suptitle("XOR: a 2-2-1 tanh net re-expresses the four points so that one line separates them")
     fig.subplots_adjust(left=0.06, right=0.9, top=0.86, bottom=0.2, wspace=0.2)
     fig.colorbar(shading, cax=fig.add_axes((0.92, 0.2, 0.015, 0.66)), label="the net's p(XOR = 1)")
@@ -158,9 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("xor_hidden_space.png"), help="the PNG to write")
     out = parser.parse_args().out
+    out.parent.mkdir(parents=True, exist_ok=True)  # before any training, so a bad path fails first
 
     _, loss, linear = train([2, 1], jax.random.key(0))  # logit = x @ w + b: a straight line
-    print(f"      [2, 1] (a perceptron): loss {loss:.4f}, accuracy {linear:.0%}")
+    print(f"      [2, 1] (a perceptron): loss {loss:.4f}, accuracy {linear:.0%} (its best fit is w = 0: p = 0.5)")
     best, lines = best_line_accuracy()
     print(f"      the best of {lines:,} lines: accuracy {best:.0%} (3 of 4 points; no line gets all four)")
     params = train_hidden()  # one hidden tanh layer of 2 units bends the boundary

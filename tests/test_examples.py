@@ -72,3 +72,16 @@ def test_backprop_by_hand_needs_64_bit_mode():
 def test_xor_no_line_gets_more_than_three_of_four_points():
     accuracy, lines = load("xor.py").best_line_accuracy()
     assert accuracy == 0.75 and lines > 100_000
+
+
+def test_xor_hidden_space_is_the_nets_own_forward_pass():
+    import jax
+    import numpy as np
+
+    import mlp_jax as mj
+
+    xor = load("xor.py")
+    params = mj.init_params(jax.random.key(1), [2, 2, 1])
+    points = np.random.default_rng(0).normal(size=(16, 2)).astype(np.float32)
+    expected = jax.nn.sigmoid(mj.forward(params, points, activation=xor.ACTIVATION))[:, 0]
+    np.testing.assert_allclose(xor.output_probability(params, xor.hidden(params, points)), expected, rtol=1e-5)
