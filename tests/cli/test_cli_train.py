@@ -173,13 +173,21 @@ def test_resume_from_malformed_metadata_is_one_line_exit_2(tmp_path, capsys, two
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+class _Calls(list):
+    """The calls `captured` saw, and the `overwrite` each was given."""
+
+    overwrites: list[bool]
+
+
 @pytest.fixture
 def captured(monkeypatch):
     """The (config, out, resume, quiet) each `fit` call gets, with made-up metrics returned instead of a run."""
-    calls = []
+    calls, overwrites = _Calls(), []
+    calls.overwrites = overwrites
 
-    def fake_fit(config, out, *, resume=False, quiet=False):
+    def fake_fit(config, out, *, resume=False, quiet=False, overwrite=False):
         calls.append((config, out, resume, quiet))
+        overwrites.append(overwrite)
         return {"dataset": {"name": "fake"}, "epochs": 1, "wall_time_s": 0.5, "train_loss": 0.25, "test_loss": 0.5}
 
     monkeypatch.setattr(cli_train, "fit", fake_fit)
@@ -264,3 +272,46 @@ def test_cli_devices_4_equals_devices_1(tmp_path):
         assert (four["devices"], one["devices"]) == (4, 1)
         assert abs(four["train_loss"] - one["train_loss"]) <= 1e-5 * abs(one["train_loss"]), result
     assert result["bad-batch"] == 2  # batch 18 over 4 devices: a usage error, exit code 2
+
+
+@pytest.mark.parametrize("existing", ["metrics.json", "checkpoint.npz"])
+def test_a_new_run_into_a_directory_holding_a_run_exits_2_and_keeps_it(tmp_path, capsys, existing):
+    (tmp_path / existing).write_text("the old run")
+    assert train("--dataset", "xor", "--out", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert f"already holds a run ({existing}); pass --overwrite" in err and err.count("\n") == 1
+    assert (tmp_path / existing).read_text() == "the old run"
+
+
+def test_the_default_out_of_two_runs_on_files_of_the_same_name_is_refused_the_second_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "data").mkdir(parents=True)
+    (tmp_path / "runs" / "data" / "metrics.json").write_text("{}")  # a run on a/data.csv
+    assert train("--dataset", "b/data.csv") == 2
+
+
+def test_overwrite_is_passed_to_fit_and_refused_with_resume(tmp_path, captured, capsys):
+    assert train("--dataset", "xor", "--out", str(tmp_path), "--overwrite") == 0
+    assert captured.overwrites == [True]
+    assert train("--resume", str(tmp_path), "--overwrite") == 2
+    assert "--overwrite starts a new run; --resume continues one" in capsys.readouterr().err
+
+
+def test_an_out_dir_that_cannot_be_created_exits_2_before_loading_data(tmp_path, capsys, monkeypatch):
+    import mlp_jax.training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    assert train("--dataset", "xor", "--out", "/dev/null/x") == 2
+    err = capsys.readouterr().err
+    assert "cannot create output directory '/dev/null/x': '/dev/null' is not a directory" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.slow  # two tiny trainings
+def test_overwrite_replaces_the_old_run_whole(tmp_path):
+    out = tmp_path / "run"
+    assert train("--dataset", "moons", "--hidden", "2", "--epochs", "1", "--out", str(out)) == 0
+    assert (out / "decision_boundary.png").exists()
+    assert train("--dataset", "sine", "--hidden", "2", "--epochs", "1", "--out", str(out), "--overwrite") == 0
+    assert json.loads((out / "metrics.json").read_text())["dataset"]["name"] == "sine"
+    assert not (out / "decision_boundary.png").exists()  # the moons run's plot is not left to mix in

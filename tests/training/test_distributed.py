@@ -274,6 +274,26 @@ def test_initialize_distributed_needs_all_three(monkeypatch):
         dist.initialize_distributed()
 
 
+@pytest.mark.parametrize(
+    "coordinator, env",
+    [("localhost", {}), ("localhost:", {}), ("localhost:http", {}), ("localhost:70000", {}), (None, {"C": "h"})],
+    ids=["no-port", "empty-port", "port-not-a-number", "port-too-big", "env-no-port"],
+)
+def test_a_coordinator_without_a_valid_port_is_a_value_error(monkeypatch, coordinator, env):
+    monkeypatch.setattr(dist.jax.distributed, "initialize", lambda *a: pytest.fail("initialize called"))
+    monkeypatch.delenv(dist.ENV_COORDINATOR, raising=False)
+    if env:
+        monkeypatch.setenv(dist.ENV_COORDINATOR, env["C"])
+    with pytest.raises(ValueError, match=r"coordinator .*: expected HOST:PORT"):
+        dist.initialize_distributed(coordinator, 1, 0)
+
+
+def test_process_counts_from_the_environment_must_be_integers(monkeypatch):
+    monkeypatch.setenv(dist.ENV_NUM_PROCESSES, "two")
+    with pytest.raises(ValueError, match=f"{dist.ENV_NUM_PROCESSES}: expected an integer, got 'two'"):
+        dist.initialize_distributed("localhost:1234", None, 0)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))

@@ -82,3 +82,47 @@ def test_a_symlink_loop_raises_and_stays_a_link(tmp_path):
     with pytest.raises(OSError):
         write_text(tmp_path / "a", "x")
     assert (tmp_path / "a").is_symlink()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been waited for)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_stale_temporaries_of_our_naming_are_removed_and_nothing_else(tmp_path):
+    import time
+
+    from mlp_jax.training.files import remove_stale_temporaries
+
+    old = time.time() - 60
+    dead, alive = _dead_pid(), os.getpid()
+    names = {
+        ".checkpoint.npz.k2j_x9ab.tmp": True,  # the naming before temporaries carried their writer's pid
+        f".checkpoint.npz.{dead}.k2j_x9ab.tmp": True,  # its writer is gone
+        f".metrics.json.{dead}.abcdefgh.tmp": True,
+        f".loss.png.{dead}.abcdefgh.tmp": True,
+        f".checkpoint.npz.{alive}.abcdefgh.tmp": False,  # its writer is alive
+        ".checkpoint.npz.tmp": False,  # not our naming
+        "checkpoint.npz.k2j_x9ab.tmp": False,
+        ".notes.txt.k2j_x9ab.tmp": False,
+        "checkpoint.npz": False,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (old, old))
+    fresh = tmp_path / ".checkpoint.npz.zzzzzzzz.tmp"  # written after the run started: maybe in use
+    fresh.write_bytes(b"x")
+    removed = remove_stale_temporaries(tmp_path, older_than=time.time() - 30)
+    assert sorted(p.name for p in removed) == sorted(n for n, stale in names.items() if stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([fresh.name] + [n for n, s in names.items() if not s])
+    assert remove_stale_temporaries(tmp_path / "missing", older_than=time.time()) == []
+
+
+def test_temporaries_carry_the_writers_pid(tmp_path):
+    seen = []
+    write_atomic(tmp_path / "a.json", lambda f: seen.append(os.path.basename(f.name)))
+    assert seen[0].startswith(f".a.json.{os.getpid()}.") and seen[0].endswith(".tmp")

@@ -1,7 +1,12 @@
 """`mlp_jax.training.fit`: a run's outputs (metrics, plots, checkpoint), early stopping, a non-finite loss, strict
-JSON, the checks made before any data is loaded, and the targets and validation split a run trains on."""
+JSON, the checks made before any data is loaded (the config, the output directory, a run already there), stale
+temporaries removed, and numpy's warnings silenced under quiet."""
 
 import json
+import os
+import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,41 +14,9 @@ import pytest
 import mlp_jax.training.fit as fit_module
 from mlp_jax.core.errors import NonFiniteLoss, UsageError
 from mlp_jax.training.checkpoint import load_checkpoint, read_metadata
-from mlp_jax.training.data import load_dataset
-from mlp_jax.training.fit import TrainConfig, fit, split_validation, targets_for_loss
+from mlp_jax.training.fit import TrainConfig, fit
 
 # ------------------------------------------------------------------------------------------ unit checks
-
-
-def test_targets_for_loss_shapes_labels_for_each_loss():
-    iris, breast = load_dataset("iris"), load_dataset("breast_cancer")
-    y_train, y_test, n_out = targets_for_loss(iris, "softmax_cross_entropy")
-    assert y_train is iris.y_train and y_test is iris.y_test and n_out == 3
-    y_train, _, n_out = targets_for_loss(iris, "mse")  # one-hot
-    assert y_train.shape == (len(iris.y_train), 3) and n_out == 3
-    np.testing.assert_array_equal(y_train.argmax(1), iris.y_train)
-    y_train, y_test, n_out = targets_for_loss(breast, "sigmoid_binary_cross_entropy")  # two classes: one output
-    assert y_train.shape == (len(breast.y_train), 1) and y_test.dtype == np.float32 and n_out == 1
-    y_train, _, n_out = targets_for_loss(iris, "sigmoid_binary_cross_entropy")  # more: one output per class
-    assert y_train.shape == (len(iris.y_train), 3) and n_out == 3
-
-
-@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy"])
-def test_targets_for_loss_refuses_label_losses_for_regression(loss):
-    with pytest.raises(UsageError, match=r"data set 'sine' is a regression task.*use --loss mse"):
-        targets_for_loss(load_dataset("sine"), loss)
-
-
-def test_split_validation_is_seeded_and_disjoint():
-    x, y = np.arange(40.0)[:, None], np.arange(40)
-    x_train, y_train, x_val, y_val = split_validation(x, y, 0.25, seed=1)
-    assert len(x_val) == 10 and len(x_train) == 30
-    assert set(y_train) | set(y_val) == set(range(40)) and not set(y_train) & set(y_val)
-    np.testing.assert_array_equal(x_val[:, 0], y_val)  # rows stay paired
-    assert np.array_equal(split_validation(x, y, 0.25, seed=1)[3], y_val)
-    assert not np.array_equal(split_validation(x, y, 0.25, seed=2)[3], y_val)
-    with pytest.raises(UsageError, match="leaves none to train on"):
-        split_validation(x[:2], y[:2], 0.9, seed=0)
 
 
 def test_an_out_path_naming_a_file_is_refused_before_loading_data(tmp_path, monkeypatch):
@@ -58,6 +31,62 @@ def test_a_bad_config_is_refused_before_loading_data(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match="--epochs must be >= 1"):
         fit(TrainConfig(dataset="xor", epochs=0), tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+class _Loaded(Exception):
+    """Raised by a stand-in for load_dataset: the run got as far as loading the data."""
+
+
+def _stop_at_loading(*args, **kwargs):
+    raise _Loaded
+
+
+@pytest.mark.parametrize("existing", ["checkpoint.npz", "metrics.json"])
+def test_a_new_run_into_a_directory_holding_a_run_is_refused_before_loading_data(tmp_path, monkeypatch, existing):
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    (tmp_path / existing).write_text("the old run")
+    with pytest.raises(UsageError, match=rf"{tmp_path} already holds a run \({existing}\).*--overwrite.*--resume"):
+        fit(TrainConfig(dataset="xor"), tmp_path, quiet=True)
+    assert (tmp_path / existing).read_text() == "the old run"
+    monkeypatch.setattr(fit_module, "load_dataset", _stop_at_loading)
+    with pytest.raises(_Loaded):  # asked for: goes ahead
+        fit(TrainConfig(dataset="xor"), tmp_path, quiet=True, overwrite=True)
+    with pytest.raises(UsageError, match="overwrite=True starts a new run; resume=True continues"):
+        fit(TrainConfig(dataset="xor"), tmp_path, quiet=True, overwrite=True, resume=True)
+
+
+@pytest.mark.parametrize("where", ["/dev/null/x", "file/sub/run"])
+def test_an_out_path_that_cannot_be_created_is_refused_before_loading_data(tmp_path, monkeypatch, where):
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    (tmp_path / "file").write_text("")
+    out = Path(where) if where.startswith("/") else tmp_path / where
+    with pytest.raises(UsageError, match=rf"cannot create output directory '{out}': '.*' is not a directory"):
+        fit(TrainConfig(dataset="xor"), out, quiet=True)
+
+
+def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(fit_module, "load_dataset", _stop_at_loading)
+    stale, other = tmp_path / ".checkpoint.npz.k2j_x9ab.tmp", tmp_path / "notes.txt"
+    for path in (stale, other):
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 60, time.time() - 60))
+    with pytest.raises(_Loaded):
+        fit(TrainConfig(dataset="xor"), tmp_path, quiet=True)
+    assert not stale.exists() and other.exists()
+
+
+def test_quiet_silences_numpy_runtime_warnings_of_the_run(tmp_path, monkeypatch):
+    def overflow_then_stop(*args, **kwargs):
+        np.float32(3e38) * np.float32(10)  # overflows: a numpy RuntimeWarning
+        raise _Loaded
+
+    monkeypatch.setattr(fit_module, "targets_for_loss", overflow_then_stop)
+    for quiet in (True, False):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(_Loaded):
+                fit(TrainConfig(dataset="xor"), tmp_path / str(quiet), quiet=quiet)
+        assert any(issubclass(w.category, RuntimeWarning) for w in caught) == (not quiet)
 
 
 # ---------------------------------------------------------------------------------------------- trainings
@@ -120,6 +149,33 @@ def test_non_finite_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path, mon
     _, meta = load_checkpoint(out / "checkpoint.npz", _template(out))
     assert meta["epoch"] == 2
     assert not (out / "metrics.json").exists()
+
+
+def _poison(monkeypatch, at_call: int) -> None:
+    """make_train_epoch's epochs, with a NaN in the second minibatch loss of the `at_call`-th epoch."""
+    real = fit_module.make_train_epoch
+
+    def poisoned(*args, **kwargs):
+        epoch_fn, calls = real(*args, **kwargs), []
+
+        def wrapped(state, x, y):
+            calls.append(1)
+            state, losses = epoch_fn(state, x, y)
+            return state, (losses.at[1].set(np.nan) if len(calls) == at_call else losses)
+
+        return wrapped
+
+    monkeypatch.setattr(fit_module, "make_train_epoch", poisoned)
+
+
+@pytest.mark.slow  # a (tiny) training
+def test_a_non_finite_loss_in_the_first_epoch_says_no_checkpoint_was_written(tmp_path, monkeypatch):
+    _poison(monkeypatch, at_call=1)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLoss, match=r"at epoch 1, step 2 of \d+ .*; no checkpoint was written") as error:
+        fit(TrainConfig(dataset="xor", hidden=(2,), epochs=2, batch_size=2), out, quiet=True)
+    assert "kept" not in str(error.value)
+    assert not (out / "checkpoint.npz").exists() and not (out / "metrics.json").exists()
 
 
 def _template(out):

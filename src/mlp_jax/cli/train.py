@@ -54,6 +54,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
     a("--val-fraction", type=float, default=0.1)
     a("--out", default=None, help="output directory (default runs/<dataset>)")
+    a("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")
     a(
         "--resume",
         default=None,
@@ -78,6 +79,8 @@ def run_cli(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     args.quiet = args.quiet or not distributed.is_primary()  # one process prints
+    if args.resume is not None and args.overwrite:
+        raise UsageError("--overwrite starts a new run; --resume continues one: pass one of them")
     if args.resume is not None:
         out = Path(args.resume)
         try:
@@ -96,7 +99,7 @@ def run_cli(args: argparse.Namespace) -> int:
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / Path(config.dataset).stem
     try:
-        metrics = fit(config, out, resume=args.resume is not None, quiet=args.quiet)
+        metrics = fit(config, out, resume=args.resume is not None, quiet=args.quiet, overwrite=args.overwrite)
     except NonFiniteLoss as error:
         print(f"mlp-jax train: {error}", file=sys.stderr)
         return 1

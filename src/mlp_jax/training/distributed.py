@@ -61,10 +61,10 @@ def initialize_distributed(
     before any other JAX call. On CPU the cross-process collectives use gloo.
     """
     coordinator = coordinator or os.environ.get(ENV_COORDINATOR)
-    if num_processes is None and os.environ.get(ENV_NUM_PROCESSES):
-        num_processes = int(os.environ[ENV_NUM_PROCESSES])
-    if process_id is None and os.environ.get(ENV_PROCESS_ID):
-        process_id = int(os.environ[ENV_PROCESS_ID])
+    if num_processes is None:
+        num_processes = _int_from_env(ENV_NUM_PROCESSES)
+    if process_id is None:
+        process_id = _int_from_env(ENV_PROCESS_ID)
     given = {"coordinator": coordinator, "num_processes": num_processes, "process_id": process_id}
     if all(v is None for v in given.values()):
         return False
@@ -79,9 +79,31 @@ def initialize_distributed(
         raise ValueError(
             f"need num_processes >= 1 and 0 <= process_id < num_processes, got {num_processes}, {process_id}"
         )
+    _check_address(coordinator)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU only; GPUs and TPUs ignore it
     jax.distributed.initialize(coordinator, num_processes, process_id)
     return True
+
+
+def _int_from_env(name: str) -> int | None:
+    """The integer in environment variable `name`, None when it is unset or empty; ValueError otherwise."""
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name}: expected an integer, got {text!r}") from None
+
+
+def _check_address(coordinator: str) -> None:
+    """ValueError unless `coordinator` is ``host:port`` with a port in 1..65535 (``[::1]:port`` for IPv6)."""
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(
+            f"coordinator {coordinator!r}: expected HOST:PORT, the address of process 0 with a port in "
+            "1..65535 (e.g. localhost:1234)"
+        )
 
 
 def is_primary() -> bool:

@@ -14,9 +14,11 @@ metrics and plots. The config lives in `mlp_jax.training.config`, the run direct
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,18 @@ from mlp_jax.training.config import (
     make_optimizer,
 )
 from mlp_jax.training.data import Dataset, load_dataset
-from mlp_jax.training.rundir import CHECKPOINT, METRICS, saved_progress, write_metrics, write_plots
+from mlp_jax.training.files import remove_stale_temporaries
+from mlp_jax.training.rundir import (
+    CHECKPOINT,
+    METRICS,
+    check_out_dir,
+    clear_run,
+    saved_epoch,
+    saved_progress,
+    write_metrics,
+    write_plots,
+)
+from mlp_jax.training.splits import Splits, split_validation, targets_for_loss
 from mlp_jax.training.steps import TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
 
 __all__ = [
@@ -66,65 +79,7 @@ Array = jax.Array
 # ------------------------------------------------------------------------------------------- the data
 
 
-def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Train/test targets shaped for `loss`, and the number of outputs. Raises UsageError when the
-    data set's labels do not fit the loss."""
-    if data.task == "classification":
-        k = data.num_classes
-        if loss == "softmax_cross_entropy":
-            return data.y_train, data.y_test, k
-        if loss == "sigmoid_binary_cross_entropy" and k == 2:
-            return data.y_train[:, None].astype(np.float32), data.y_test[:, None].astype(np.float32), 1
-        if loss in ("mse", "sigmoid_binary_cross_entropy"):
-            eye = np.eye(k, dtype=np.float32)
-            return eye[data.y_train], eye[data.y_test], k
-    else:
-        if loss == "mse":
-            return data.y_train, data.y_test, data.num_outputs
-        if loss == "softmax_cross_entropy":
-            raise UsageError(
-                f"data set {data.name!r} is a regression task; its real-valued targets do not fit "
-                "softmax_cross_entropy (use --loss mse)"
-            )
-        if loss == "sigmoid_binary_cross_entropy":
-            raise UsageError(
-                f"data set {data.name!r} is a regression task; its targets are not in [0, 1] as "
-                "sigmoid_binary_cross_entropy needs (use --loss mse)"
-            )
-    # a registered loss: hand it the labels as they are
-    return data.y_train, data.y_test, data.num_outputs
-
-
-def split_validation(
-    x: np.ndarray, y: np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A seeded split of the training arrays into (train, validation); UsageError if either is empty."""
-    order = np.random.default_rng(seed + 12345).permutation(len(x))
-    n_val = max(1, round(fraction * len(x)))
-    if n_val >= len(x):
-        raise UsageError(
-            f"--val-fraction {fraction} takes {n_val} of the {len(x)} training rows for validation "
-            "and leaves none to train on; lower it"
-        )
-    val, train = order[:n_val], order[n_val:]
-    return x[train], y[train], x[val], y[val]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Splits:
-    """The host arrays a run trains and evaluates on, with targets shaped for `loss`."""
-
-    data: Dataset
-    loss: str
-    n_out: int  # width of the last layer
-    x_train: np.ndarray  # the data set's training split, less the validation rows when there are any
-    y_train: np.ndarray
-    y_test: np.ndarray
-    x_val: np.ndarray | None
-    y_val: np.ndarray | None
-
-
-def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, _Splits]:
+def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, Splits]:
     """The data set `config` names, its targets shaped for the loss (the task's default loss when none is
     set, recorded in the returned config), and a validation split carved out when `patience` is set."""
     try:
@@ -138,7 +93,7 @@ def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, _Splits]:
     x_val = y_val = None
     if config.patience is not None:
         x_train, y_train, x_val, y_val = split_validation(x_train, y_train, config.val_fraction, config.seed)
-    return config, _Splits(data, loss, n_out, x_train, y_train, y_test, x_val, y_val)
+    return config, Splits(data, loss, n_out, x_train, y_train, y_test, x_val, y_val)
 
 
 # ------------------------------------------------------------------------------------ the state, placed
@@ -166,7 +121,10 @@ def _initial_state(
     """A fresh state from the seed, or, to resume, the one in the checkpoint (`out` is created first)."""
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     state = init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create output directory {str(out)!r}: {error.strerror or error}") from None
     if resume:
         try:
             state, _ = load_checkpoint(out / CHECKPOINT, state)
@@ -175,7 +133,7 @@ def _initial_state(
     return state
 
 
-def _place_arrays(splits: _Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dict[str, tuple[Array, Array]]:
+def _place_arrays(splits: Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dict[str, tuple[Array, Array]]:
     """The (x, y) of every split as device arrays, their targets checked against the loss once, eagerly, so
     bad labels are a clear error, not a NaN. Sharded: the training set placed over the mesh, the rest
     replicated."""
@@ -196,7 +154,7 @@ def _place_arrays(splits: _Splits, mesh: jax.sharding.Mesh, sharded: bool) -> di
     return arrays
 
 
-def _build_run(config: ResolvedConfig, splits: _Splits, out: Path, saved: dict[str, Any] | None) -> _Run:
+def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[str, Any] | None) -> _Run:
     """The mesh, optimizer and state, the arrays placed, and the compiled epoch and evaluation."""
     sizes = [splits.x_train.shape[1], *config.hidden, splits.n_out]
     batch_size = min(config.batch_size, len(splits.x_train))
@@ -244,10 +202,15 @@ def _finite_losses(device_losses: Array, epoch: int, state: TrainState, out: Pat
     losses = np.asarray(device_losses)
     if not np.isfinite(losses).all():
         bad = int(np.argmax(~np.isfinite(losses)))
+        kept = saved_epoch(out)
         raise NonFiniteLoss(
             f"non-finite loss {losses[bad]} at epoch {epoch + 1}, step {bad + 1} of {len(losses)} "
-            f"(update {int(state.step) - len(losses) + bad + 1}); the last good checkpoint is kept in "
-            f"{out / CHECKPOINT}"
+            f"(update {int(state.step) - len(losses) + bad + 1}); "
+            + (
+                "no checkpoint was written"
+                if kept is None
+                else f"the last good checkpoint is kept in {out / CHECKPOINT} (epoch {kept})"
+            )
         )
     return losses
 
@@ -305,7 +268,7 @@ def _test_mse_original_units(run: _Run, data: Dataset) -> float | None:
     return float(np.mean((predicted - np.asarray(y_te, np.float64) * std) ** 2))
 
 
-def _metrics(run: _Run, splits: _Splits, stopped_early: bool, start: float) -> dict[str, Any]:
+def _metrics(run: _Run, splits: Splits, stopped_early: bool, start: float) -> dict[str, Any]:
     """What ``metrics.json`` holds: the config, the data set's shape, the history and the final results."""
     final, data = run.history[-1], splits.data
     metrics: dict[str, Any] = {
@@ -348,12 +311,15 @@ def _metrics(run: _Run, splits: _Splits, stopped_early: bool, start: float) -> d
 # ------------------------------------------------------------------------------------------------ fit
 
 
-def _check_before_loading(config: ResolvedConfig, out: Path, resume: bool) -> dict[str, Any] | None:
+def _check_before_loading(
+    config: ResolvedConfig, out: Path, *, resume: bool, overwrite: bool, started: float
+) -> dict[str, Any] | None:
     """Raise UsageError for a bad config or output directory, or for a run that cannot be resumed, before
-    any data is loaded; the saved progress when resuming, else None."""
+    any data is loaded; the saved progress when resuming, else None. Temporaries that a killed run left
+    in `out` (written before `started`, a `time.time()`) are removed."""
     check_config(config)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
+    check_out_dir(out, resume=resume, overwrite=overwrite)
+    remove_stale_temporaries(out, older_than=started)
     if not resume:
         return None
     saved = saved_progress(out / CHECKPOINT)
@@ -365,18 +331,41 @@ def _check_before_loading(config: ResolvedConfig, out: Path, resume: bool) -> di
     return saved
 
 
-def fit(config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
+@contextlib.contextmanager
+def _numpy_warnings_silenced(quiet: bool) -> Iterator[None]:
+    """With `quiet`, numpy's floating-point RuntimeWarnings (overflow, invalid casts, ...) of the run are
+    not printed: numpy's error state ignores them, and a RuntimeWarning raised from mlp_jax's or numpy's
+    own code is filtered out. Everything else is as it was, and is restored afterwards."""
+    if not quiet:
+        yield
+        return
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(mlp_jax|numpy)(\.|$)")
+        yield
+
+
+def fit(
+    config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False, overwrite: bool = False
+) -> dict[str, Any]:
     """Train as `config` says, writing into `out`; continue the run in `out` when `resume` is set.
 
-    Returns the metrics written to ``metrics.json``. Raises UsageError for bad input (before any
-    training) and NonFiniteLoss when a loss turns NaN or inf (the last good checkpoint is kept).
+    A new run refuses a directory that already holds one (a checkpoint or metrics) unless `overwrite`
+    is set; the old run's files are then removed when training starts. Returns the metrics written to
+    ``metrics.json``. Raises UsageError for bad input (before any training) and NonFiniteLoss when a
+    loss turns NaN or inf (the last good checkpoint, if any, is kept).
     """
+    with _numpy_warnings_silenced(quiet):
+        return _fit(config, Path(out), resume=resume, quiet=quiet, overwrite=overwrite)
+
+
+def _fit(config: TrainConfig, out: Path, *, resume: bool, quiet: bool, overwrite: bool) -> dict[str, Any]:
     start = time.perf_counter()
-    out = Path(out)
     resolved = config.resolved()
-    saved = _check_before_loading(resolved, out, resume)
+    saved = _check_before_loading(resolved, out, resume=resume, overwrite=overwrite, started=time.time())
     resolved, splits = _load_splits(resolved)
     run = _build_run(resolved, splits, out, saved)
+    if overwrite:
+        clear_run(out)
     stopped_early = _train(run, out, quiet, start)
     metrics = _metrics(run, splits, stopped_early, start)
     if distributed.is_primary():

@@ -1,10 +1,12 @@
-"""The run directory of `mlp-jax train`: the names of its files, the progress saved with its checkpoint, and
-``metrics.json`` (strict JSON) and the plots written into it."""
+"""The run directory of `mlp-jax train`: the names of its files, the checks made on it before a run starts (it
+can be written; it does not hold another run unless that one is to be replaced), the progress saved with its
+checkpoint, and ``metrics.json`` (strict JSON) and the plots written into it."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,46 @@ from mlp_jax.training.files import write_text
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
+PLOTS = ("loss.png", "decision_boundary.png")
+RUN_FILES = (CHECKPOINT, METRICS, *PLOTS)  # what a run writes; a directory with either of the first two holds one
+
+
+def check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """UsageError unless a run can write into `out`: a directory, or one that can be created (nothing is
+    created here); for a new run, one that holds no run yet, unless `overwrite` is set."""
+    if resume and overwrite:
+        raise UsageError("overwrite=True starts a new run; resume=True continues one: ask for one of them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
+    if not out.exists():
+        ancestor = next(p for p in out.absolute().parents if p.exists())
+        if not ancestor.is_dir():
+            raise UsageError(f"cannot create output directory {str(out)!r}: {str(ancestor)!r} is not a directory")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot create output directory {str(out)!r}: {str(ancestor)!r} is not writable")
+    elif not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {str(out)!r} is not writable")
+    held = [name for name in (CHECKPOINT, METRICS) if (out / name).exists()]
+    if held and not resume and not overwrite:
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(held)}); pass --overwrite to replace it, "
+            f"--resume {out} to continue it, or another --out"
+        )
+
+
+def clear_run(out: Path) -> None:
+    """Remove the files of the run in `out` (`RUN_FILES`), so that a new run there never mixes with it."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def saved_epoch(out: Path) -> int | None:
+    """The epoch count of the checkpoint in `out` as it is on disk; None when there is no readable one."""
+    try:
+        epoch = read_metadata(out / CHECKPOINT).get("epoch")
+    except CheckpointError:
+        return None
+    return epoch if isinstance(epoch, int) else None
 
 
 def saved_progress(path: Path) -> dict[str, Any]:
