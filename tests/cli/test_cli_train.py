@@ -92,6 +92,41 @@ def test_npz_without_rows_exits_2_with_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def _labelled_csvs(tmp_path):
+    """codes.csv: a target of 60 distinct integers; animals.csv: text labels."""
+    (tmp_path / "codes.csv").write_text("a,b,code\n" + "".join(f"{i},{i % 7},{i % 60}\n" for i in range(120)))
+    animals = "".join(f"{i},{i % 7},{['cat', 'dog', 'bird'][i % 3]}\n" for i in range(120))
+    (tmp_path / "animals.csv").write_text("a,b,animal\n" + animals)
+    return tmp_path / "codes.csv", tmp_path / "animals.csv"
+
+
+def test_task_flag_reaches_the_data(tmp_path, capsys):
+    codes, animals = _labelled_csvs(tmp_path)
+    out = ["--epochs", "1", "--out", str(tmp_path / "o")]
+    assert train("--dataset", str(codes), *out) == 2  # 60 distinct integers: which task?
+    err = capsys.readouterr().err
+    assert "60 distinct integer values" in err and "--task" in err and err.count("\n") == 1
+    assert train("--dataset", str(codes), "--task", "ranking", *out) == 2
+    assert "--task" in capsys.readouterr().err
+    assert train("--dataset", str(animals), "--task", "regression", *out) == 2
+    assert "regression targets must be numbers, got text labels such as 'cat'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_task_flag_becomes_the_config_field(tmp_path, captured):
+    assert train("--dataset", "x.csv", "--task", "classification", "--out", str(tmp_path / "o")) == 0
+    ((config, *_),) = captured
+    assert config.task == "classification"
+
+
+@pytest.mark.slow  # trains
+def test_text_labels_train_and_their_classes_are_in_metrics(tmp_path):
+    _, animals = _labelled_csvs(tmp_path)
+    assert train("--dataset", str(animals), "--epochs", "1", "--hidden", "4", "--out", str(tmp_path / "t")) == 0
+    dataset = json.loads((tmp_path / "t" / "metrics.json").read_text())["dataset"]
+    assert dataset["task"] == "classification" and dataset["classes"] == ["bird", "cat", "dog"]
+
+
 @pytest.mark.slow  # subprocesses, one trains
 def test_console_script_in_subprocess(tmp_path):
     """The real entry point: no traceback on bad input, results on success."""

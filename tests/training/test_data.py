@@ -228,3 +228,80 @@ def test_degenerate_csv_shapes_are_one_line_data_errors(tmp_path, text, message)
     (tmp_path / "d.csv").write_bytes(text)  # bytes: conftest reads str parameters as dtype names
     with pytest.raises(DataError, match=message):
         load_dataset(tmp_path / "d.csv")
+
+
+# ------------------------------------------------------------------------------------------- task and labels
+
+
+def test_many_distinct_integers_are_not_silently_regression(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["x", "y"], [[i, i % 60] for i in range(240)])  # 60 distinct integers
+    with pytest.raises(DataError, match=r"60 distinct integer values, more than 50.*task='classification' or task="):
+        load_dataset(path)
+    ds = load_dataset(path, task="classification")
+    check_invariants(ds)
+    assert ds.num_classes == 60 and ds.class_names[:3] == ("0", "1", "2")
+    assert load_dataset(path, task="regression").task == "regression"
+    few = write_csv(tmp_path / "e.csv", ["x", "y"], [[i, i % 50] for i in range(200)])
+    assert load_dataset(few).num_classes == 50  # at most 50: class labels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.bool_], ids=["float32", "int64", "bool"])
+def test_one_hot_targets_are_classification(tmp_path, dtype):
+    labels = np.arange(40) % 3
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(40, 2)), y=np.eye(3, dtype=dtype)[labels])
+    ds = load_dataset(tmp_path / "d.npz")
+    check_invariants(ds)
+    assert ds.task == "classification" and ds.class_names == ("0", "1", "2")
+    regression = load_dataset(tmp_path / "d.npz", task="regression")
+    assert regression.task == "regression" and regression.y_train.shape == (32, 3)
+
+
+def test_one_hot_split_layout_keeps_its_labels(tmp_path):
+    eye = np.eye(4)
+    y_train, y_test = np.arange(20) % 4, np.array([3, 0, 1, 2])
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=np.ones((20, 2)) * y_train[:, None],
+        y_train=eye[y_train],
+        x_test=np.ones((4, 2)),
+        y_test=eye[y_test],
+    )
+    ds = load_dataset(tmp_path / "d.npz")
+    assert ds.task == "classification" and ds.num_classes == 4
+    np.testing.assert_array_equal(ds.y_test, y_test)
+    np.testing.assert_array_equal(ds.y_train, y_train)
+
+
+def test_rows_of_zeros_and_ones_that_are_not_one_hot_stay_regression(tmp_path):
+    y = np.eye(3)[np.arange(30) % 3]
+    y[0] = [1, 1, 0]  # two ones in a row
+    np.savez(tmp_path / "d.npz", x=np.ones((30, 2)) * np.arange(30)[:, None], y=y)
+    assert load_dataset(tmp_path / "d.npz").task == "regression"
+    with pytest.raises(DataError, match=r"one label per row \(or one-hot rows\), got targets of shape \(30, 3\)"):
+        load_dataset(tmp_path / "d.npz", task="classification")
+
+
+def test_csv_string_labels_are_classes_in_sorted_order(tmp_path):
+    names = ["dog", "cat", "bird", " cat"]  # the cell " cat" is the label "cat"
+    rows = [[i, i % 5, names[i % 4]] for i in range(40)]
+    ds = load_dataset(write_csv(tmp_path / "d.csv", ["a", "b", "animal"], rows))
+    check_invariants(ds)
+    assert ds.task == "classification" and ds.class_names == ("bird", "cat", "dog")
+    x_all = np.concatenate([ds.x_train, ds.x_test]) * ds.feature_std + ds.feature_mean
+    y_all = np.concatenate([ds.y_train, ds.y_test])
+    for a, code in zip(np.round(x_all[:, 0]).astype(int), y_all):
+        assert ds.class_names[code] == names[a % 4].strip()
+    with pytest.raises(DataError, match=r"regression targets must be numbers, got text labels such as 'dog'"):
+        load_dataset(tmp_path / "d.csv", task="regression")
+
+
+def test_csv_and_npz_string_labels_give_the_same_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    x, labels = rng.normal(size=(30, 2)), np.array(["b", "a", "10", "9", "b"] * 6)
+    write_csv(tmp_path / "d.csv", ["f1", "f2", "y"], [[*row, label] for row, label in zip(x.tolist(), labels)])
+    np.savez(tmp_path / "d.npz", x=x, y=labels)
+    np.savez(tmp_path / "b.npz", x=x, y=labels.astype("S"))  # bytes labels: decoded as UTF-8
+    from_csv, from_npz, from_bytes = (load_dataset(tmp_path / n) for n in ("d.csv", "d.npz", "b.npz"))
+    assert from_csv.class_names == from_npz.class_names == from_bytes.class_names == ("10", "9", "a", "b")
+    np.testing.assert_array_equal(from_csv.y_test, from_npz.y_test)
+    np.testing.assert_array_equal(from_bytes.y_test, from_npz.y_test)

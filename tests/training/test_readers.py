@@ -268,3 +268,18 @@ def test_the_limit_applies_to_every_reader_and_is_named(tmp_path, monkeypatch):
             DataError, match=f"MLP_JAX_MAX_DATA_BYTES must be a positive whole number of bytes, got '{bad}'"
         ):
             load_dataset(path)
+
+
+def test_read_csv_gives_a_text_target_column_as_strings(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ["a", "label"], [[1, "cat"], [2, " dog "], [3, "7"]])
+    x, y = read_csv(path, None)
+    np.testing.assert_array_equal(x, [[1], [2], [3]])
+    assert y.dtype.kind == "U" and y.tolist() == ["cat", "dog", "7"]
+    with pytest.raises(
+        DataError, match=r"line 3, column 'label': expected a number or a class label, got an empty cell"
+    ):
+        read_csv(write_csv(tmp_path / "e.csv", ["a", "label"], [[1, "cat"], [2, ""]]), None)
+    with pytest.raises(DataError, match=r"line 3, column 'label': expected a finite number, got 'nan'"):
+        read_csv(write_csv(tmp_path / "f.csv", ["a", "label"], [[1, 2.5], [2, "nan"]]), None)
+    with pytest.raises(DataError, match=r"line 2, column 'a': expected a finite number, got 'cat'"):
+        read_csv(write_csv(tmp_path / "g.csv", ["a", "label"], [["cat", 1]]), None)

@@ -38,6 +38,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--dataset", default=None, help="a built-in name (digits, xor, spirals, ...), PATH.csv, PATH.npz or an IDX dir")
     a("--target", default=None, help="label column (CSV) or key (NPZ) of your own file")
+    a("--task", choices=("classification", "regression"), default=None, help="default: inferred from the target")
     a("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128")
     a("--activation", default=None)
     a("--loss", default=None, help="default: softmax_cross_entropy or mse, from the data set")

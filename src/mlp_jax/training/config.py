@@ -30,6 +30,7 @@ class TrainConfig:
 
     dataset: str = "digits"
     target: str | None = None  # label column (CSV) or key (NPZ) of a user file
+    task: str | None = None  # "classification", "regression", or None: inferred from a user file's target
     hidden: tuple[int, ...] | None = None  # hidden layer widths
     activation: str | None = None
     loss: str | None = None  # default: softmax_cross_entropy (classification) or mse (regression)

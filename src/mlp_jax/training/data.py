@@ -157,30 +157,54 @@ def _split_and_assemble(name, x, y, *, task, class_names=(), seed, test_fraction
 
 
 def _label_values(y: np.ndarray) -> np.ndarray | None:
-    """y as a 1-D label vector if it can be one ((n,) or (n, 1)), else None."""
+    """y as a 1-D label vector if it can be one, else None: (n,) or (n, 1) as they are, and one-hot rows
+    (n, K >= 2) of zeros and ones with a single one each as the column of that one."""
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    return y if y.ndim == 1 else None
+    if y.ndim == 1:
+        return y
+    if y.ndim == 2 and _is_one_hot(y):
+        return np.argmax(y, axis=1)
+    return None
+
+
+def _is_one_hot(y: np.ndarray) -> bool:
+    """Numeric rows (n, K >= 2) of zeros and ones, each with exactly one one."""
+    if y.dtype.kind not in "biuf" or y.shape[1] < 2:
+        return False
+    return bool(np.all((y == 0) | (y == 1)) and np.all(np.count_nonzero(y, axis=1) == 1))
 
 
 def _resolve_task(y: np.ndarray, task: str | None, where: str) -> str:
-    """The task for a user target: `task` if given, else classification for few distinct integers (or strings)."""
+    """The task for a user target: `task` if given, else the rule documented in docs/training.md (strings,
+    booleans, one-hot rows and at most `MAX_INFERRED_CLASSES` distinct integers are class labels; more
+    distinct integers are ambiguous, an error asking for `task`; everything else is regression)."""
     labels = _label_values(y)
     if task is not None:
         if task == "classification" and labels is None:
-            raise DataError(f"{where}: classification needs one label per row, got targets of shape {y.shape}")
+            raise DataError(
+                f"{where}: classification needs one label per row (or one-hot rows), got targets of shape {y.shape}"
+            )
         return task
     if labels is None:
         return "regression"
-    if labels.dtype.kind in "USb":
+    one_hot = y.ndim == 2 and y.shape[1] > 1  # the only 2-D targets that have labels
+    if one_hot or labels.dtype.kind in "USb":
         return "classification"
-    integral = bool(np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)))
-    few = len(np.unique(labels)) <= MAX_INFERRED_CLASSES
-    return "classification" if integral and few else "regression"
+    if not (np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
+        return "regression"
+    distinct = len(np.unique(labels))
+    if distinct <= MAX_INFERRED_CLASSES:
+        return "classification"
+    raise DataError(
+        f"{where}: {distinct} distinct integer values, more than {MAX_INFERRED_CLASSES}: class labels or a "
+        "quantity? Say which with task='classification' or task='regression' (mlp-jax train --task)"
+    )
 
 
 def _encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Labels (n,) of any values -> codes 0..K-1 (int32) in sorted order of the values, and their names."""
+    """Labels (n,) of any values -> codes 0..K-1 (int32) in sorted order of the values, and their names
+    (bytes decoded as UTF-8); one-hot rows are labelled by the column of their one."""
     labels = _label_values(y)
     assert labels is not None
     if labels.dtype.kind == "f":
@@ -191,7 +215,8 @@ def _encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, ..
     values, codes = np.unique(labels, return_inverse=True)
     if len(values) < 2:
         raise DataError(f"{where}: classification needs at least two classes, got only {values.tolist()}")
-    return codes.astype(np.int32).reshape(-1), tuple(str(v) for v in values)
+    names = [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
+    return codes.astype(np.int32).reshape(-1), tuple(names)
 
 
 def _as_features(x: np.ndarray, where: str) -> np.ndarray:
@@ -211,6 +236,10 @@ def _as_features(x: np.ndarray, where: str) -> np.ndarray:
 
 def _as_targets(y: np.ndarray, where: str) -> np.ndarray:
     """Regression targets -> (n, k) finite floats."""
+    if y.dtype.kind in "US":
+        raise DataError(
+            f"{where}: regression targets must be numbers, got text labels such as {y.reshape(-1)[0].item()!r}"
+        )
     if y.dtype.kind not in "biuf":
         raise DataError(f"{where}: regression targets must be numeric, got dtype {y.dtype}")
     y = y.reshape(len(y), -1).astype(np.float64)
@@ -365,13 +394,15 @@ def load_dataset(
 ) -> Dataset:
     """Load a builtin data set by name, or the user's own data by path.
 
-    `name`: one of `KNOWN_DATASETS`, a ``.csv`` file (header row; every cell a number; `target` names the label
-    column, default the last), a ``.npz`` file (arrays ``x_train, y_train, x_test, y_test``, or ``x`` and ``y``
-    where `target` renames ``y``), or a directory holding the four MNIST IDX files.
+    `name`: one of `KNOWN_DATASETS`, a ``.csv`` file (header row; every feature cell a number, the target
+    column numbers or text labels; `target` names it, default the last), a ``.npz`` file (arrays
+    ``x_train, y_train, x_test, y_test``, or ``x`` and ``y`` where `target` renames ``y``), or a directory
+    holding the four MNIST IDX files. Each file may decompress to at most `readers.max_data_bytes()` bytes.
     `seed` fixes generated data and the train/test split made (with `test_fraction`) where a source has none.
-    `task` overrides the guess for user data: a target of at most `MAX_INFERRED_CLASSES` distinct integers is
-    taken as class labels (remapped to 0..K-1 in sorted order; `Dataset.class_names` keeps the originals),
-    anything else as regression.
+    `task` ("classification" or "regression") overrides the guess for user data: text, booleans, one-hot
+    rows and at most `MAX_INFERRED_CLASSES` distinct integers are class labels, more distinct integers an
+    error asking for `task`, anything else regression (docs/training.md). Labels become 0..K-1 in sorted
+    order of their values; `Dataset.class_names` keeps the originals.
     """
     _check_arguments(name, seed, test_fraction, task)
     key = os.fspath(name)

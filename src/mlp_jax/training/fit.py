@@ -83,7 +83,7 @@ def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, Splits]:
     """The data set `config` names, its targets shaped for the loss (the task's default loss when none is
     set, recorded in the returned config), and a validation split carved out when `patience` is set."""
     try:
-        data = load_dataset(config.dataset, target=config.target, seed=config.seed)
+        data = load_dataset(config.dataset, target=config.target, seed=config.seed, task=config.task)
     except DataError as error:
         raise UsageError(str(error)) from None
     loss = config.loss or ("softmax_cross_entropy" if data.task == "classification" else "mse")
@@ -277,6 +277,7 @@ def _metrics(run: _Run, splits: Splits, stopped_early: bool, start: float) -> di
             "name": data.name,
             "task": data.task,
             "num_classes": data.num_classes,
+            "classes": list(data.class_names),  # classes[i]: the original label of class i
             "n_train": len(splits.x_train),
             "n_test": len(data.x_test),
             "n_val": 0 if splits.x_val is None else len(splits.x_val),

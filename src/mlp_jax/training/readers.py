@@ -67,46 +67,74 @@ def _over_limit(path: Path, what: str, size: int, limit: int) -> DataError:
 
 
 def read_csv(path: Path, target: str | None, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A CSV with a header row and numbers in every cell -> features (n, d) and target column (n,), float64.
-    A file of more than `max_bytes` bytes is refused before it is read."""
+    """A CSV with a header row -> features (n, d) float64 and the target column (n,): float64 when every
+    target cell is a number, else the cells as strings (class labels, stripped of surrounding spaces).
+    Every feature cell must be a finite number. A file of more than `max_bytes` bytes is refused unread."""
     limit = _limit(max_bytes)
     if path.stat().st_size > limit:
         raise _over_limit(path, "the file holds", path.stat().st_size, limit)
+    header: list[str] | None = None
+    features: list[list[float]] = []
+    cells: list[str] = []  # the target column, as written
+    lines: list[int] = []  # the line of each row, for error messages
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
-            header: list[str] | None = None
-            rows: list[list[float]] = []
             for row in reader:
                 if all(cell.strip() == "" for cell in row):
                     continue  # blank line
                 if header is None:
                     header = [cell.strip() for cell in row]
                     _check_header(path, header)
+                    col = _target_index(path, header, target)
                     continue
                 if len(row) != len(header):
                     raise DataError(
                         f"{path}, line {reader.line_num}: expected {len(header)} cells (one per header "
                         f"column), got {len(row)}"
                     )
-                rows.append([_parse_cell(path, reader.line_num, name, cell) for name, cell in zip(header, row)])
+                line = reader.line_num
+                features.append([_parse_cell(path, line, header[i], c) for i, c in enumerate(row) if i != col])
+                cells.append(row[col].strip())
+                lines.append(line)
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: expected UTF-8 text, got undecodable bytes ({e.reason})") from None
     except csv.Error as e:
         raise DataError(f"{path}: malformed CSV: {e}") from None
     if header is None:
         raise DataError(f"{path}: expected a header row and data rows, got an empty file")
-    if not rows:
+    if not features:
         raise DataError(f"{path}: expected data rows after the header, got none")
+    return np.array(features, np.float64), _target_column(path, header[col], cells, lines)
+
+
+def _target_index(path: Path, header: list[str], target: str | None) -> int:
+    """The column of `target` in the header (the last column when None)."""
     if target is None:
-        col = len(header) - 1
-    elif header.count(target) == 1:
-        col = header.index(target)
-    else:
-        problem = "not found" if target not in header else "appears more than once"
-        raise DataError(f"{path}: target column {target!r} {problem}; available columns: {', '.join(header)}")
-    values = np.array(rows, np.float64)  # (n, columns)
-    return np.delete(values, col, axis=1), values[:, col]
+        return len(header) - 1
+    if header.count(target) == 1:
+        return header.index(target)
+    problem = "not found" if target not in header else "appears more than once"
+    raise DataError(f"{path}: target column {target!r} {problem}; available columns: {', '.join(header)}")
+
+
+def _target_column(path: Path, name: str, cells: list[str], lines: list[int]) -> np.ndarray:
+    """The target cells as float64 (n,) when all are numbers (each finite), else as strings (n,)."""
+    try:
+        values = np.array([float(cell) for cell in cells], np.float64)
+    except ValueError:  # a cell that is no number: the column holds class labels
+        if "" in cells:
+            line = lines[cells.index("")]
+            raise DataError(
+                f"{path}, line {line}, column {name!r}: expected a number or a class label, got an empty cell"
+            ) from None
+        return np.array(cells, dtype=str)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise DataError(
+            f"{path}, line {lines[bad[0]]}, column {name!r}: expected a finite number, got {cells[bad[0]]!r}"
+        )
+    return values
 
 
 def _check_header(path: Path, header: list[str]) -> None:
