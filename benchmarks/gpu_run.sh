@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU benchmark in one prepared call: `mlp-jax bench` on the accelerator JAX sees, in two stages,
 # each written as soon as it ends:
-#   1. the standard configs (small, medium, large, xor; float32) with matmul peaks, peers, memory and
-#      digits -> benchmarks/results/<device>.md and .json;
+#   1. the standard configs (small, medium, large, xor; float32) with matmul peaks, peers, memory,
+#      digits and the curvature stage (each curvature quantity against a gradient, autodiff and BackPACK,
+#      on small, medium and large) -> benchmarks/results/<device>.md and .json;
 #   2. the grid in float32 and bfloat16 with the peaks of both dtypes (no peers, memory or digits)
 #      -> benchmarks/results/<device>-grid.md and .json.
 # It runs from the source tree (PYTHONPATH=src) and installs nothing, for a machine with JAX (CUDA),
-# optax, equinox, flax, torch, scikit-learn, matplotlib and tqdm already there and no network.
+# optax, equinox, flax, torch, backpack-for-pytorch, scikit-learn, matplotlib and tqdm already there and no network.
 #
 #   bash benchmarks/gpu_run.sh [COPY_TO]    # COPY_TO: a folder that also gets the four files and both logs
 #
@@ -63,6 +64,7 @@ stage() {  # stage NAME BENCH-FLAGS...: run the bench into $results/NAME/, keep 
 }
 
 failed=0  # a failed stage does not stop the next one
-time stage "$device" --configs small,medium,large,xor || failed=1
-time stage "$device-grid" --configs "$grid" --no-memory --no-digits --no-plots --peers none || failed=1
+time stage "$device" --configs small,medium,large,xor --curvature-configs small,medium,large || failed=1
+time stage "$device-grid" --configs "$grid" --no-memory --no-digits --no-plots --peers none --curvature-configs none ||
+  failed=1
 exit "$failed"

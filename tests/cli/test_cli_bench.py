@@ -48,8 +48,10 @@ def test_cli_run_lets_every_process_allocate_as_it_goes(tmp_path, monkeypatch, c
         ["--configs", "2x8x8:int8"],
         ["--configs", ","],
         ["--peers", "tensorflow"],
+        ["--curvature-configs", ","],
+        ["--curvature-configs", "huge"],
     ],
-    ids=["repeats", "min-sample", "config", "dtype", "no-configs", "peer"],
+    ids=["repeats", "min-sample", "config", "dtype", "no-configs", "peer", "no-curvature-configs", "curvature-config"],
 )
 def test_bad_flags_exit_2(flags, tmp_path, capsys):
     assert main(["bench", "--out", str(tmp_path), *flags]) == 2
@@ -99,3 +101,21 @@ def test_the_default_peers_leave_out_the_ones_not_installed_and_say_so(torch_mis
     assert capsys.readouterr().err.strip().splitlines() == [
         'mlp-jax bench: peers left out, their packages not installed: torch (pip install -e ".[bench]")'
     ]
+
+
+def test_curvature_stage_defaults_to_the_standard_configs_run():
+    from mlp_jax.bench.configs import STANDARD, parse_config
+    from mlp_jax.cli.bench import _curvature_configs
+
+    run = [STANDARD[n] for n in ("small", "medium", "large", "xor")] + [parse_config("1x8x16")]
+    assert [c.name for c in _curvature_configs(None, run, quick=False)] == ["small", "medium", "large"]
+    assert [c.name for c in _curvature_configs(None, run, quick=True)] == ["small", "medium"]
+    assert _curvature_configs("none", run, quick=False) == []
+    assert _curvature_configs("1x2x4", run, quick=False) == [parse_config("1x2x4")]
+
+
+def test_gpu_run_includes_the_curvature_stage():
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_run.sh").read_text()
+    assert "--configs small,medium,large,xor --curvature-configs small,medium,large" in script

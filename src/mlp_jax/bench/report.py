@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from mlp_jax.bench.configs import KINDS
+from mlp_jax.bench.curvature_report import curvature_section
 from mlp_jax.training.files import save_figure, write_text
 
 
@@ -46,6 +47,7 @@ def markdown(results: dict) -> str:
         *_memory_section(results.get("memory_peak")),
         *_peers_section(results.get("peers")),
         *_digits_section(results.get("digits")),
+        *curvature_section(results.get("curvature")),
         *_targets_section(results.get("targets")),
     ]
     return "\n".join(lines) + "\n"

@@ -47,6 +47,7 @@ from mlp_jax.bench.configs import (
     matmul_flops,
     x64_for,
 )
+from mlp_jax.bench.curvature import run_curvature
 from mlp_jax.bench.environment import environment, load_average
 from mlp_jax.bench.peaks import ACCELERATOR_PEAK_SHAPES, PEAK_SHAPES, jnp_dot_peak, side_by_side_peak
 from mlp_jax.bench.peers import PEERS, digits_time_to_accuracy, memory_peaks, numpy_env, run_peers, run_worker
@@ -137,6 +138,8 @@ def run(
     peers: Sequence[str] = PEERS,
     peer_rounds: int = 2,
     peer_configs: Sequence[str] = ("small", "medium", "large"),
+    curvature_configs: Sequence[Config] = (),
+    curvature_backpack: bool = True,
     peak_shapes: Sequence[tuple[int, int, int]] = PEAK_SHAPES,
     memory: bool = True,
     memory_config: str = "large",
@@ -146,8 +149,9 @@ def run(
     command: str | None = None,
 ) -> dict[str, Any]:
     """Measure everything for `configs` and write results.json, results.md and plots into `out`: the
-    matmul peaks, every config's steps, the peaks again, the side-by-side peak, memory, peers, digits,
-    then the targets. Each step is skipped where its flag says so. `command`, the command line that ran
+    matmul peaks, every config's steps, the peaks again, the side-by-side peak, the curvature stage on
+    `curvature_configs` (`mlp_jax.bench.curvature`, BackPACK unless `curvature_backpack` is false), memory,
+    peers, digits, then the targets. Each step is skipped where its flag says so. `command`, the command line that ran
     it, is recorded with the environment and shown in results.md."""
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -173,6 +177,16 @@ def run(
         log("large sgd step and jnp.dot, side by side")
         results["peak_side_by_side"] = side_by_side_peak(
             large[0], repeats=repeats, min_sample=min_sample, shapes=peak_shapes
+        )
+    if curvature_configs:
+        log(f"curvature: {', '.join(c.name for c in curvature_configs)}")
+        results["curvature"] = run_curvature(
+            curvature_configs,
+            repeats=repeats,
+            min_sample=min_sample,
+            backpack=curvature_backpack,
+            device=torch_device,
+            log=log,
         )
     if memory:
         log(f"memory: {memory_config}, with and without donation")

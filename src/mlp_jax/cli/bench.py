@@ -25,6 +25,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed samples per measurement")
     parser.add_argument("--min-sample", type=float, default=None, help="seconds per sample (calls repeated)")
     parser.add_argument("--peers", default=None, help=f"comma-separated subset of {','.join(PEERS)}, or none")
+    parser.add_argument(
+        "--curvature-configs",
+        default=None,
+        help="configs of the curvature stage (each quantity against a gradient, autodiff and BackPACK), or none; "
+        "default: small, medium and large among --configs (--quick: small and medium)",
+    )
     parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurements")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
     parser.add_argument("--no-digits", action="store_true", help="skip the digits time-to-accuracy run")
@@ -81,6 +87,7 @@ def run_cli(args: argparse.Namespace) -> int:
     if not configs:
         raise UsageError("--configs is empty")
     peers = _peers(args.peers)
+    curvature = _curvature_configs(args.curvature_configs, configs, quick)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
@@ -106,6 +113,8 @@ def run_cli(args: argparse.Namespace) -> int:
         peers=peers,
         peer_rounds=1 if quick else 3,
         peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
+        curvature_configs=curvature,
+        curvature_backpack="torch" in peers,  # BackPACK runs on PyTorch: with the torch peer
         peak_shapes=peak_shapes_for(jax.default_backend(), quick),
         memory=not args.no_memory,
         memory_config="large",
@@ -116,3 +125,17 @@ def run_cli(args: argparse.Namespace) -> int:
     )
     print((out / "results.md").read_text())
     return 0
+
+
+def _curvature_configs(spec: str | None, configs: list, quick: bool) -> list:
+    """The curvature stage's configs: those `spec` names (``none``: no stage), or by default the standard
+    small, medium and large among the run's `configs` (small and medium for --quick)."""
+    if spec is None:
+        names = ("small", "medium") if quick else ("small", "medium", "large")
+        return [c for c in configs if c.name in names and c == STANDARD[c.name]]
+    if spec == "none":
+        return []
+    chosen = [parse_config(s.strip()) for s in spec.split(",") if s.strip()]
+    if not chosen:
+        raise UsageError("--curvature-configs is empty; expected configs or none")
+    return chosen
