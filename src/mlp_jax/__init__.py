@@ -27,6 +27,17 @@ from mlp_jax.core.params import MAX_PARAMETERS as MAX_PARAMETERS
 from mlp_jax.core.params import Layer as Layer
 from mlp_jax.core.params import Params as Params
 from mlp_jax.core.params import init_params as init_params
+from mlp_jax.tools.curvature import EXTRAS as EXTRAS
+from mlp_jax.tools.curvature import KFACFactors as KFACFactors
+from mlp_jax.tools.curvature import backprop_with as backprop_with
+from mlp_jax.tools.curvature import batch_diag_ggn as batch_diag_ggn
+from mlp_jax.tools.curvature import diag_ggn as diag_ggn
+from mlp_jax.tools.curvature import diag_hessian as diag_hessian
+from mlp_jax.tools.curvature import grad_variance as grad_variance
+from mlp_jax.tools.curvature import kfac_factors as kfac_factors
+from mlp_jax.tools.curvature import sum_grad_squared as sum_grad_squared
+from mlp_jax.tools.curvature_products import ggn_vector_product as ggn_vector_product
+from mlp_jax.tools.curvature_products import hessian_vector_product as hessian_vector_product
 from mlp_jax.tools.gradcheck import check_gradients as check_gradients
 from mlp_jax.tools.gradcheck_report import Report as Report
 from mlp_jax.tools.manual import manual_loss as manual_loss

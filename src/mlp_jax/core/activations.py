@@ -28,6 +28,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class Activation(NamedTuple):
     fn: Callable[[Array], Array]
     derivative: Callable[[Array], Array]
+    # phi'': used by the curvature tools (diag_hessian, hessian_vector_product); None when not given
+    second_derivative: Callable[[Array], Array] | None = None
 
 
 def _gelu_tanh_derivative(z: Array) -> Array:
@@ -46,27 +48,61 @@ def _silu_derivative(z: Array) -> Array:
     return s * (1 + z * (1 - s))
 
 
+def _gelu_tanh_second(z: Array) -> Array:
+    """phi'' of the tanh GELU, its terms grouped as ``jax.grad(jax.grad(gelu_tanh))`` groups them: in
+    the saturated tails (|z| > 6) every form loses its digits to cancellation in ``1 - tanh``, and this
+    order loses the same ones as the autodiff reference it is verified against."""
+    c = _SQRT_2_OVER_PI
+    t = jnp.tanh(c * (z + 0.044715 * z**3))
+    du = c * (0.044715 * (3 * z**2) + 1)  # d/dz of tanh's argument
+    v = 0.5 * z * (1 - t)
+    y = c * (v + v * t)
+    w = ((v * du + 0.5) - 0.5 * z * (du + du * t)) * (1 - t)
+    wz = c * (w + w * t)
+    return ((0.5 * ((du + du * t) * (1 - t)) + wz) + (3 * (0.044715 * y)) * (2 * z)) + (0.044715 * wz) * (3 * z**2)
+
+
+def _tanh_second(z: Array) -> Array:
+    t = jnp.tanh(z)
+    return -2 * t * (1 - t) * (1 + t)
+
+
+def _sigmoid_second(z: Array) -> Array:
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s) * (1 - 2 * s)
+
+
+def _silu_second(z: Array) -> Array:
+    s = jax.nn.sigmoid(z)
+    return s * (1 - s) * (2 + z * (1 - 2 * s))
+
+
+_zeros = jnp.zeros_like  # phi'' of the piecewise-linear activations (0 at the kinks, as jax.grad's)
+
 BUILTIN: dict[str, Activation] = {
-    "relu": Activation(jax.nn.relu, lambda z: (z > 0).astype(z.dtype)),
+    "relu": Activation(jax.nn.relu, lambda z: (z > 0).astype(z.dtype), _zeros),
     "leaky_relu": Activation(
         lambda z: jax.nn.leaky_relu(z, LEAKY_SLOPE),
         lambda z: jnp.where(z >= 0, 1, LEAKY_SLOPE).astype(z.dtype),
+        _zeros,
     ),
     "elu": Activation(
         lambda z: jax.nn.elu(z, ELU_ALPHA),
         lambda z: jnp.where(z > 0, 1, ELU_ALPHA * jnp.exp(jnp.minimum(z, 0))).astype(z.dtype),
+        lambda z: jnp.where(z > 0, 0, ELU_ALPHA * jnp.exp(jnp.minimum(z, 0))).astype(z.dtype),
     ),
     "gelu": Activation(
         lambda z: jax.nn.gelu(z, approximate=False),
         # Phi(z) + z * phi(z)
         lambda z: 0.5 * (1 + jax.lax.erf(z / math.sqrt(2.0))) + z * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z),
+        lambda z: (2 - z * z) * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z),  # phi(z) (2 - z^2)
     ),
-    "gelu_tanh": Activation(lambda z: jax.nn.gelu(z, approximate=True), _gelu_tanh_derivative),
-    "tanh": Activation(jnp.tanh, _tanh_derivative),
-    "sigmoid": Activation(jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z))),
-    "softplus": Activation(jax.nn.softplus, jax.nn.sigmoid),
-    "silu": Activation(jax.nn.silu, _silu_derivative),
-    "identity": Activation(lambda z: z, jnp.ones_like),
+    "gelu_tanh": Activation(lambda z: jax.nn.gelu(z, approximate=True), _gelu_tanh_derivative, _gelu_tanh_second),
+    "tanh": Activation(jnp.tanh, _tanh_derivative, _tanh_second),
+    "sigmoid": Activation(jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z)), _sigmoid_second),
+    "softplus": Activation(jax.nn.softplus, jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z))),
+    "silu": Activation(jax.nn.silu, _silu_derivative, _silu_second),
+    "identity": Activation(lambda z: z, jnp.ones_like, _zeros),
 }
 
 _REGISTRY: dict[str, Activation] = dict(BUILTIN)
@@ -96,6 +132,7 @@ def register_activation(
     fn: Callable[[Array], Array],
     derivative: Callable[[Array], Array],
     *,
+    second_derivative: Callable[[Array], Array] | None = None,
     verify: bool = True,
     overwrite: bool = False,
 ) -> None:
@@ -108,6 +145,10 @@ def register_activation(
     relative difference. At a kink, match the value `jax.grad` takes there. ``overwrite=True`` is needed
     to replace a registered name (built-ins included); functions already jitted with the name keep the
     old definition, since `jax.jit` caches by the (static) name.
+
+    `second_derivative` (phi'', optional) is what the curvature tools that need the activations' second
+    derivatives (`diag_hessian`, `hessian_vector_product`) use; it is verified the same way, against
+    ``jax.grad(jax.grad(fn))``. Without it those tools raise a ValueError naming the activation.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"activation name must be a non-empty string, got {name!r}")
@@ -115,16 +156,36 @@ def register_activation(
         raise ValueError(f"activation {name!r} is already registered; pass overwrite=True to replace it")
     if not (callable(fn) and callable(derivative)):
         raise TypeError("register_activation needs callables fn(z) and derivative(z)")
+    if second_derivative is not None and not callable(second_derivative):
+        raise TypeError(f"second_derivative must be a callable phi''(z) or None, got {second_derivative!r}")
     if verify:
         _verify_activation(name, fn, derivative)
-    _REGISTRY[name] = Activation(fn, derivative)
+        if second_derivative is not None:
+            _verify_activation(name, jax.grad(fn), second_derivative, what="second derivative")
+    _REGISTRY[name] = Activation(fn, derivative, second_derivative)
 
 
-def _verify_activation(name: str, fn: Callable[[Array], Array], derivative: Callable[[Array], Array]) -> None:
+def second_derivative(name: str) -> Callable[[Array], Array]:
+    """phi'' of activation `name`; a ValueError saying how to provide it when it was registered without."""
+    phi2 = get_activation(name).second_derivative
+    if phi2 is None:
+        raise ValueError(
+            f"activation {name!r} has no second derivative: register it with "
+            "register_activation(..., second_derivative=fn, overwrite=True) to use the curvature tools that need it"
+        )
+    return phi2
+
+
+def _verify_activation(
+    name: str, fn: Callable[[Array], Array], derivative: Callable[[Array], Array], what: str = "derivative"
+) -> None:
+    """`derivative` against ``jax.vmap(jax.grad(fn))`` on `VERIFY_GRID` (``fn`` is phi' itself when
+    checking a second derivative)."""
     for dtype in (jnp.float32, jnp.bfloat16, verify_dtype()):
         probe = jax.ShapeDtypeStruct((3,), dtype)
-        check_same_shape(f"activation {name!r}: fn", jax.eval_shape(fn, probe), (3,), dtype)
-        check_same_shape(f"activation {name!r}: derivative", jax.eval_shape(derivative, probe), (3,), dtype)
+        if what == "derivative":
+            check_same_shape(f"activation {name!r}: fn", jax.eval_shape(fn, probe), (3,), dtype)
+        check_same_shape(f"activation {name!r}: {what}", jax.eval_shape(derivative, probe), (3,), dtype)
     z = jnp.asarray(VERIFY_GRID, verify_dtype())
     expected = jax.vmap(jax.grad(fn))(z)
 
@@ -132,4 +193,4 @@ def _verify_activation(name: str, fn: Callable[[Array], Array], derivative: Call
         kink = " (a kink: use the value jax.grad takes there)" if VERIFY_GRID[i] in KINKS else ""
         return f"z = {VERIFY_GRID[i]:.9g}{kink}"
 
-    check_derivative(f"derivative of activation {name!r}", expected, derivative(z), where)
+    check_derivative(f"{what} of activation {name!r}", expected, derivative(z), where)

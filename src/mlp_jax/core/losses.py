@@ -36,6 +36,8 @@ class Loss(NamedTuple):
     grad_logits: Callable[[Array, Array], Array]  # (logits (B, out), y) -> (B, out)
     # optional: (logits, y, scale () or (B,)) -> grad_logits * scale per row, computed in one pass
     scaled_grad_logits: Callable[[Array, Array, Array], Array] | None = None
+    # optional: (logits (B, out), y) -> (B, out, out), d^2 per_example[i] / d logits[i]^2 (curvature tools)
+    hessian: Callable[[Array, Array], Array] | None = None
 
 
 def _mse(logits: Array, y: Array) -> Array:
@@ -68,6 +70,11 @@ def _softmax(logits: Array, y: Array) -> Array:
     return unnormalized / jnp.sum(unnormalized, axis=-1, keepdims=True)
 
 
+def softmax(logits: Array, y: Array) -> Array:
+    """softmax(logits) (B, out), computed as the softmax cross-entropy's value and gradient compute it."""
+    return _softmax(logits, y)
+
+
 def _softmax_ce_scaled_grad(logits: Array, y: Array, scale: Array) -> Array:
     """The softmax CE gradient times `scale` (() or (B,)) per row, the scale applied before the label
     scatter: a multiply after a scatter is one more XLA kernel, which is visible on small steps."""
@@ -92,10 +99,30 @@ def _sigmoid_bce_grad(logits: Array, y: Array) -> Array:
     return (jax.nn.sigmoid(logits) - y) / logits.shape[-1]
 
 
+def _mse_hessian(logits: Array, y: Array) -> Array:
+    """``(2 / out) I`` for every example: (B, out, out)."""
+    batch, out = logits.shape
+    return jnp.broadcast_to((2.0 / out) * jnp.eye(out, dtype=logits.dtype), (batch, out, out))
+
+
+def _softmax_ce_hessian(logits: Array, y: Array) -> Array:
+    """``sum(y) (diag(p) - p p^T)`` with p = softmax(logits) (``sum(y) = 1`` for labels): (B, out, out)."""
+    p = _softmax(logits, y)
+    h = jnp.einsum("bi,ij->bij", p, jnp.eye(p.shape[1], dtype=p.dtype)) - p[:, :, None] * p[:, None, :]
+    return h if y.ndim == 1 else h * jnp.sum(y, axis=-1)[:, None, None]
+
+
+def _sigmoid_bce_hessian(logits: Array, y: Array) -> Array:
+    """``diag(sigmoid (1 - sigmoid)) / out``: (B, out, out)."""
+    s = jax.nn.sigmoid(logits)
+    out = logits.shape[1]
+    return jnp.einsum("bi,ij->bij", s * (1 - s) / out, jnp.eye(out, dtype=s.dtype))
+
+
 BUILTIN: dict[str, Loss] = {
-    "mse": Loss(_mse, _mse_grad),
-    "softmax_cross_entropy": Loss(_softmax_ce, _softmax_ce_grad, _softmax_ce_scaled_grad),
-    "sigmoid_binary_cross_entropy": Loss(_sigmoid_bce, _sigmoid_bce_grad),
+    "mse": Loss(_mse, _mse_grad, hessian=_mse_hessian),
+    "softmax_cross_entropy": Loss(_softmax_ce, _softmax_ce_grad, _softmax_ce_scaled_grad, _softmax_ce_hessian),
+    "sigmoid_binary_cross_entropy": Loss(_sigmoid_bce, _sigmoid_bce_grad, hessian=_sigmoid_bce_hessian),
 }
 
 _REGISTRY: dict[str, Loss] = dict(BUILTIN)
@@ -171,6 +198,7 @@ def register_loss(
     grad_logits: Callable[[Array, Array], Array],
     *,
     targets: str = "dense",
+    hessian: Callable[[Array, Array], Array] | None = None,
     verify: bool = True,
     overwrite: bool = False,
 ) -> None:
@@ -187,6 +215,11 @@ def register_loss(
     worst logits, target and output, both values and their relative difference. ``overwrite=True`` is
     needed to replace a registered name (built-ins included); functions already jitted with the name
     keep the old definition.
+
+    ``hessian(logits, y) -> (B, out, out)`` (optional) is each example's second derivative with respect
+    to its logits, what the curvature tools (`diag_ggn`, `kfac_factors`, the Hessian and GGN products)
+    need; verified against ``jax.hessian`` of each example's term on the same grid. Without it those
+    tools raise a ValueError naming the loss.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"loss name must be a non-empty string, got {name!r}")
@@ -196,9 +229,11 @@ def register_loss(
         raise ValueError(f"targets must be 'dense' or 'labels', got {targets!r}")
     if not (callable(value) and callable(grad_logits)):
         raise TypeError("register_loss needs callables value(logits, y) and grad_logits(logits, y)")
+    if hessian is not None and not callable(hessian):
+        raise TypeError(f"hessian must be a callable hessian(logits, y) or None, got {hessian!r}")
     if verify:
-        _verify_loss(name, value, grad_logits, targets)
-    _REGISTRY[name] = Loss(value, grad_logits)
+        _verify_loss(name, value, grad_logits, targets, hessian)
+    _REGISTRY[name] = Loss(value, grad_logits, hessian=hessian)
     _LABEL_TARGETS.discard(name)
     if targets == "labels":
         _LABEL_TARGETS.add(name)
@@ -223,7 +258,21 @@ VERIFY_LOGITS = np.array(
 )
 
 
-def _verify_loss(name: str, value: Callable, grad_logits: Callable, targets: str) -> None:
+def loss_hessian(name: str) -> Callable[[Array, Array], Array]:
+    """The hand-written ``hessian(logits, y) -> (B, out, out)`` of loss `name`; a ValueError saying how
+    to provide one when it was registered without."""
+    hessian = get_loss(name).hessian
+    if hessian is None:
+        raise ValueError(
+            f"loss {name!r} has no hand-written Hessian: register it with "
+            "register_loss(..., hessian=fn, overwrite=True) to use the curvature tools"
+        )
+    return hessian
+
+
+def _verify_loss(
+    name: str, value: Callable, grad_logits: Callable, targets: str, hessian: Callable | None = None
+) -> None:
     batch, out = VERIFY_LOGITS.shape
     rng = np.random.default_rng(0)
     y_np = np.arange(batch) % out if targets == "labels" else rng.uniform(0.0, 1.0, (batch, out))
@@ -245,3 +294,14 @@ def _verify_loss(name: str, value: Callable, grad_logits: Callable, targets: str
         return f"logits[{row}] = {VERIFY_LOGITS[row].tolist()}, y[{row}] = {target}, output {col}"
 
     check_derivative(f"grad_logits of loss {name!r}", expected, grad_logits(logits, y), where)
+    if hessian is None:
+        return
+    check_same_shape(f"loss {name!r}: hessian", jax.eval_shape(hessian, logits, y), (batch, out, out), dtype)
+    # d^2(example i's own term)/d(logits[i])^2, flattened row-major over (out, out)
+    expected_h = jax.vmap(jax.hessian(lambda l, t: value(l[None, :], t[None])[0]))(logits, y)
+
+    def where_h(i: int) -> str:
+        row, rest = divmod(i, out * out)
+        return f"logits[{row}] = {VERIFY_LOGITS[row].tolist()}, entry {divmod(rest, out)}"
+
+    check_derivative(f"hessian of loss {name!r}", expected_h, hessian(logits, y), where_h)
