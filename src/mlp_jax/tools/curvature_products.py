@@ -21,6 +21,8 @@ Both cost about two gradients (O(B width) memory). No jax.grad / jvp / vjp / lin
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
@@ -35,8 +37,9 @@ Array = jax.Array
 
 def check_direction(params: Params, v) -> None:
     """A ValueError unless `v` has params' structure, shapes and dtypes."""
-    params_def, v_def = jax.tree.structure(params), jax.tree.structure(v)
-    if not params_def == v_def:
+    params_def: Any = jax.tree.structure(params)
+    v_def: Any = jax.tree.structure(v)
+    if params_def != v_def:
         raise ValueError(f"v must have params' structure {params_def}, got {v_def}")
     for path, p, leaf in zip(jax.tree_util.tree_leaves_with_path(params), jax.tree.leaves(params), jax.tree.leaves(v)):
         shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
