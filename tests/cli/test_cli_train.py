@@ -258,12 +258,99 @@ def test_defaults_leave_the_data_sets_defaults_to_fit_and_name_the_run_after_the
     assert printed[1] == f"results in {os.path.join('runs', 'digits')}/ (metrics.json, loss.png, checkpoint.npz)"
 
 
-def test_resume_takes_the_saved_config_and_only_epochs_and_devices_from_flags(tmp_path, captured):
-    saved = TrainConfig(dataset="iris", hidden=(8,), lr=0.5, epochs=2)
+def test_resume_hands_fit_the_saved_config_with_the_given_options_over_it(tmp_path, captured):
+    saved = TrainConfig(dataset="iris", hidden=(8,), lr=0.5, epochs=2, seed=3)
     save_checkpoint(tmp_path / "checkpoint.npz", {"x": np.zeros(1)}, {"config": dataclasses.asdict(saved)})
     assert train("--resume", str(tmp_path), "--epochs", "5", "--devices", "1", "--lr", "9") == 0
-    ((config, out, resume, _),) = captured
-    assert config == dataclasses.replace(saved, epochs=5, devices=1) and out == tmp_path and resume
+    ((config, out, resume, _),) = captured  # fit checks them against the saved run (the next tests)
+    assert config == dataclasses.replace(saved, epochs=5, devices=1, lr=9.0) and out == tmp_path and resume
+
+
+def _crafted_run(out, **config):
+    """A checkpoint in `out` of a 1-epoch xor run with TrainConfig(**config), as fit saves it, and no training."""
+    import jax
+    import optax
+
+    from mlp_jax.core.params import init_params
+    from mlp_jax.training.steps import init_train_state
+
+    resolved = TrainConfig(**{"dataset": "xor", "hidden": (2,), "epochs": 1, **config}).resolved()
+    resolved = dataclasses.replace(resolved, loss="softmax_cross_entropy")
+    params = init_params(jax.random.key(0), [2, 2, 2])  # what xor with hidden (2,) has, whatever config says
+    progress = {"epoch": 1, "history": [{"epoch": 1, "train_loss": 0.5}], "best": {"val_loss": None, "epoch": 0}}
+    out.mkdir(parents=True, exist_ok=True)
+    state = init_train_state(params, optax.adam(1e-3), jax.random.key(1))
+    save_checkpoint(out / "checkpoint.npz", state, {"config": dataclasses.asdict(resolved), **progress})
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--hidden", "4,4"], "--hidden 4,4 contradicts the run in DIR, which has --hidden 2; what may change"),
+        (["--lr", "9"], "--lr 9.0 contradicts the run in DIR, which has --lr 0.05"),
+        (["--dataset", "moons"], "--dataset moons contradicts the run in DIR, which has --dataset xor"),
+        (["--optimizer", "sgd"], "--optimizer sgd contradicts the run in DIR, which has --optimizer adam"),
+        (["--out", "elsewhere"], "--out elsewhere contradicts --resume DIR"),
+    ],
+    ids=["hidden", "lr", "dataset", "optimizer", "out"],
+)
+def test_resume_with_an_option_that_contradicts_the_run_exits_2_naming_it(
+    tmp_path, capsys, monkeypatch, flags, message
+):
+    import mlp_jax.training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    _crafted_run(tmp_path)
+    assert train("--resume", str(tmp_path), "--epochs", "3", *flags) == 2
+    err = capsys.readouterr().err
+    assert message.replace("DIR", str(tmp_path)) in err and err.count("\n") == 1
+
+
+def test_resume_with_the_runs_own_options_goes_ahead(tmp_path, monkeypatch):
+    import mlp_jax.training.fit as fit_module
+
+    def loaded(*args, **kwargs):
+        raise LookupError("loading")
+
+    monkeypatch.setattr(fit_module, "load_dataset", loaded)
+    _crafted_run(tmp_path)
+    with pytest.raises(LookupError, match="loading"):  # past every check
+        train("--resume", str(tmp_path), "--epochs", "3", "--hidden", "2", "--lr", "0.05", "--dataset", "xor",
+              "--out", str(tmp_path), "--devices", "1")  # fmt: skip
+
+
+def test_resume_help_lists_what_may_change(capsys):
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split()).replace("- ", "-")  # argparse wraps at hyphens
+    assert "--epochs, --patience, --restore-best/--no-restore-best, --devices, --quiet" in text
+
+
+def test_a_crafted_checkpoint_asking_for_a_huge_net_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch):
+    import mlp_jax.training.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(fit_module, "init_params", lambda *a, **k: pytest.fail("net built"))
+    _crafted_run(tmp_path, hidden=(30000, 30000))
+    assert main(["train", "--quiet", "--resume", str(tmp_path), "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "its config says hidden [30000, 30000] but its saved weights have [2]" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow  # three tiny trainings
+def test_a_run_on_a_relative_csv_path_resumes_from_elsewhere_and_after_the_file_moved(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    rows = "\n".join(f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40))
+    (tmp_path / "a" / "data.csv").write_text("u,v,label\n" + rows + "\n")
+    monkeypatch.chdir(tmp_path / "a")
+    assert train("--dataset", "data.csv", "--hidden", "2", "--epochs", "1", "--out", str(tmp_path / "run")) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["config"]["dataset"] == str(tmp_path / "a" / "data.csv") and len(metrics["dataset"]["sha256"]) == 64
+    monkeypatch.chdir(tmp_path)
+    assert train("--resume", "run", "--epochs", "2") == 0
+    (tmp_path / "a" / "data.csv").rename(tmp_path / "moved.csv")
+    assert train("--resume", "run", "--epochs", "3") == 2  # not there any more: says to pass --dataset
+    assert train("--resume", "run", "--epochs", "3", "--dataset", "moved.csv") == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
 
 
 CLI = """

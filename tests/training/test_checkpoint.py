@@ -335,3 +335,10 @@ def test_read_metadata_reads_only_the_header(ckpt, monkeypatch):
     )
     assert read_metadata(ckpt) == {"epoch": 3}
     assert loaded == ["__meta__"]
+
+
+def test_read_leaf_shapes_reads_the_saved_shapes_without_the_arrays(tmp_path):
+    from mlp_jax.training.checkpoint import read_leaf_shapes
+
+    save_checkpoint(tmp_path / "c.npz", {"w": np.zeros((3, 4), np.float32), "k": jax.random.key(0)})
+    assert read_leaf_shapes(tmp_path / "c.npz") == {"['k']": (), "['w']": (3, 4)}

@@ -42,25 +42,27 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128")
     a("--activation", default=None)
     a("--loss", default=None, help="default: softmax_cross_entropy or mse, from the data set")
-    a("--init", default="he_normal")
+    a("--init", default=None, help="weight init (default he_normal)")
     a("--optimizer", default=None, help=f"one of {', '.join(OPTIMIZERS)}")
     a("--lr", type=float, default=None, help="learning rate")
     a("--schedule", default=None, help=f"one of {', '.join(SCHEDULES)} (default: constant)")
-    a("--warmup-epochs", type=int, default=0)
-    a("--weight-decay", type=float, default=0.0)
+    a("--warmup-epochs", type=int, default=None, help="warmup of warmup-cosine (default 0: 5 %% of the steps)")
+    a("--weight-decay", type=float, default=None, help="decoupled weight decay (default 0)")
     a("--epochs", type=int, default=None, help="total epochs (with --resume: up to this many in total)")
     a("--batch-size", type=int, default=None)
-    a("--grad", default="manual", help="manual (hand-written backprop) or autodiff (jax.grad)")
-    a("--seed", type=int, default=0)
+    a("--grad", default=None, help="manual (hand-written backprop, the default) or autodiff (jax.grad)")
+    a("--seed", type=int, default=None, help="seed of the init, the shuffles and the splits (default 0)")
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
-    a("--val-fraction", type=float, default=0.1)
+    a("--val-fraction", type=float, default=None, help="validation share with --patience (default 0.1)")
     a("--out", default=None, help="output directory (default runs/<dataset>)")
     a("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")
     a(
         "--resume",
         default=None,
         metavar="DIR",
-        help="continue the run in DIR with its saved config (only --epochs and --devices change)",
+        help="continue the run in DIR with its saved config; an option that contradicts it is an error, while "
+        "--epochs, --patience, --restore-best/--no-restore-best, --devices, --quiet and the multi-host options "
+        "may change",
     )
     a("--quiet", action="store_true", help="print nothing but errors")
     a("--devices", type=int, default=None, help="data-parallel devices per process (default: all local devices)")
@@ -82,20 +84,21 @@ def run_cli(args: argparse.Namespace) -> int:
     args.quiet = args.quiet or not distributed.is_primary()  # one process prints
     if args.resume is not None and args.overwrite:
         raise UsageError("--overwrite starts a new run; --resume continues one: pass one of them")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.resume is not None:
         out = Path(args.resume)
+        if args.out is not None and Path(args.out).resolve() != out.resolve():
+            raise UsageError(
+                f"--out {args.out} contradicts --resume {args.resume}: a run continues in its own directory"
+            )
         try:
             saved = read_metadata(out / CHECKPOINT).get("config")
         except CheckpointError as error:
             raise UsageError(f"cannot resume: {error}") from None
-        config = config_from_saved(saved, str(out / CHECKPOINT))
-        if args.epochs is not None:
-            config = dataclasses.replace(config, epochs=args.epochs)
-        if args.devices is not None:
-            config = dataclasses.replace(config, devices=args.devices)
+        # the saved config with the options given over it: fit refuses those that contradict it
+        config = dataclasses.replace(config_from_saved(saved, str(out / CHECKPOINT)), **given)
     else:
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
         given.setdefault("dataset", "digits")
         config = TrainConfig(**given)
         out = Path(args.out) if args.out else Path("runs") / Path(config.dataset).stem

@@ -162,6 +162,26 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return metadata
 
 
+def read_leaf_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The shape of every saved leaf by its path (``".params[0].w": (64, 128)``), read from ``__meta__``
+    alone: nothing is allocated, so a caller can check them before building anything of that size."""
+    meta, _ = _read(Path(path), meta_only=True)
+    entries = meta.get("leaves")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        leaf_path, shape = (entry.get("path"), entry.get("shape")) if isinstance(entry, dict) else (None, None)
+        if (
+            not isinstance(leaf_path, str)
+            or not isinstance(shape, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        ):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: leaf {i}: expected a path and a shape, found {entry!r:.200}"
+            )
+        shapes[leaf_path] = tuple(shape)
+    return shapes
+
+
 def _template_spec(leaf: Any) -> tuple[tuple[int, ...], str]:
     """(shape, dtype string) of a template leaf: an array, a `jax.ShapeDtypeStruct` or a Python scalar."""
     if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):

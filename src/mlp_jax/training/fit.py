@@ -48,7 +48,10 @@ from mlp_jax.training.rundir import (
     CHECKPOINT,
     METRICS,
     check_out_dir,
+    check_saved_widths,
     clear_run,
+    dataset_sha256,
+    resumed_config,
     saved_epoch,
     saved_progress,
     write_metrics,
@@ -113,23 +116,29 @@ class _Run:
     history: list[dict[str, Any]]
     best: dict[str, Any]  # {"val_loss": None until a validation loss is seen, "epoch": its epoch}
     epochs_done: int
+    dataset_sha256: str | None = None  # of a user's data file, saved with every checkpoint
 
 
 def _initial_state(
     config: ResolvedConfig, sizes: list[int], optimizer: optax.GradientTransformation, out: Path, resume: bool
 ) -> TrainState:
-    """A fresh state from the seed, or, to resume, the one in the checkpoint (`out` is created first)."""
-    init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    state = init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
+    """A fresh state from the seed, or, to resume, the one in the checkpoint, checked against the shapes a
+    fresh one would have before anything is allocated (`out` is created first)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create output directory {str(out)!r}: {error.strerror or error}") from None
-    if resume:
-        try:
-            state, _ = load_checkpoint(out / CHECKPOINT, state)
-        except CheckpointError as error:
-            raise UsageError(str(error)) from None
+
+    def fresh() -> TrainState:
+        init_key, train_key = jax.random.split(jax.random.key(config.seed))
+        return init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
+
+    if not resume:
+        return fresh()
+    try:
+        state, _ = load_checkpoint(out / CHECKPOINT, jax.eval_shape(fresh))
+    except CheckpointError as error:
+        raise UsageError(str(error)) from None
     return state
 
 
@@ -237,7 +246,13 @@ def _train(run: _Run, out: Path, quiet: bool, start: float) -> bool:
             run.best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
         run.history.append(record)
         if distributed.is_primary():  # one writer; every process holds the same replicated state
-            saved = {"config": dataclasses.asdict(config), "epoch": epoch + 1, "history": run.history, "best": run.best}
+            saved = {
+                "config": dataclasses.asdict(config),
+                "epoch": epoch + 1,
+                "history": run.history,
+                "best": run.best,
+                "dataset_sha256": run.dataset_sha256,
+            }
             save_checkpoint(out / CHECKPOINT, run.state, saved)
         if hasattr(progress, "set_postfix"):
             progress.set_postfix(
@@ -281,6 +296,7 @@ def _metrics(run: _Run, splits: Splits, stopped_early: bool, start: float) -> di
             "n_train": len(splits.x_train),
             "n_test": len(data.x_test),
             "n_val": 0 if splits.x_val is None else len(splits.x_val),
+            "sha256": run.dataset_sha256,
             "features": int(splits.x_train.shape[1]),
         },
         "layer_sizes": run.sizes,
@@ -323,6 +339,7 @@ def _check_before_loading(
     remove_stale_temporaries(out, older_than=started)
     if not resume:
         return None
+    check_saved_widths(out / CHECKPOINT, config.hidden)
     saved = saved_progress(out / CHECKPOINT)
     if saved["epoch"] >= config.epochs:
         raise UsageError(
@@ -361,10 +378,18 @@ def fit(
 
 def _fit(config: TrainConfig, out: Path, *, resume: bool, quiet: bool, overwrite: bool) -> dict[str, Any]:
     start = time.perf_counter()
+    if resume and overwrite:
+        raise UsageError("overwrite=True starts a new run; resume=True continues one: ask for one of them")
+    if resume:  # the saved config, with what may change on resume; UsageError for what contradicts it
+        config = resumed_config(config, out)
     resolved = config.resolved()
+    sha256 = dataset_sha256(resolved.dataset)
+    if sha256 is not None:  # a user's file: its resolved path, so that the run resumes from anywhere
+        resolved = dataclasses.replace(resolved, dataset=str(Path(resolved.dataset).resolve()))
     saved = _check_before_loading(resolved, out, resume=resume, overwrite=overwrite, started=time.time())
     resolved, splits = _load_splits(resolved)
     run = _build_run(resolved, splits, out, saved)
+    run.dataset_sha256 = sha256
     if overwrite:
         clear_run(out)
     stopped_early = _train(run, out, quiet, start)

@@ -4,9 +4,12 @@ checkpoint, and ``metrics.json`` (strict JSON) and the plots written into it."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,9 @@ import numpy as np
 from mlp_jax.core.errors import CheckpointError, UsageError
 from mlp_jax.core.model import forward
 from mlp_jax.core.params import Params
-from mlp_jax.training.checkpoint import read_metadata
-from mlp_jax.training.config import ResolvedConfig, is_json_number
-from mlp_jax.training.data import Dataset
+from mlp_jax.training.checkpoint import read_leaf_shapes, read_metadata
+from mlp_jax.training.config import ResolvedConfig, TrainConfig, config_from_saved, is_json_number
+from mlp_jax.training.data import IDX_FILES, KNOWN_DATASETS, Dataset
 from mlp_jax.training.files import write_text
 
 CHECKPOINT = "checkpoint.npz"
@@ -32,8 +35,6 @@ RUN_FILES = (CHECKPOINT, METRICS, *PLOTS)  # what a run writes; a directory with
 def check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     """UsageError unless a run can write into `out`: a directory, or one that can be created (nothing is
     created here); for a new run, one that holds no run yet, unless `overwrite` is set."""
-    if resume and overwrite:
-        raise UsageError("overwrite=True starts a new run; resume=True continues one: ask for one of them")
     if out.exists() and not out.is_dir():
         raise UsageError(f"output directory {str(out)!r} exists and is not a directory")
     if not out.exists():
@@ -65,6 +66,122 @@ def saved_epoch(out: Path) -> int | None:
     except CheckpointError:
         return None
     return epoch if isinstance(epoch, int) else None
+
+
+# ------------------------------------------------------------------------------------------ resuming
+
+# the fields of a run's config that may change when it is resumed; any other that is given must match
+MAY_CHANGE_ON_RESUME = ("epochs", "patience", "restore_best", "devices")
+_MAY_CHANGE = "--epochs, --patience, --restore-best, --devices, --quiet and the multi-host options"
+
+
+def dataset_sha256(dataset: str) -> str | None:
+    """The sha256 of a user's data (a file's bytes; for a folder, the MNIST IDX files in it by name), or
+    None for a built-in data set or a path that does not exist."""
+    path = Path(dataset)
+    if dataset in KNOWN_DATASETS or not path.exists():
+        return None
+    if not path.is_dir():
+        return _file_sha256(path)
+    names = sorted(p.name for p in path.iterdir() if p.name in IDX_FILES or p.name.removesuffix(".gz") in IDX_FILES)
+    listing = "".join(f"{name}\0{_file_sha256(path / name)}\n" for name in names)
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _flag(field: str, value: Any) -> str:
+    """``--hidden 16,16``: a config field and its value as the command line spells them."""
+    if isinstance(value, tuple):
+        value = ",".join(map(str, value)) or "none"
+    return f"--{field.replace('_', '-')} {value}"
+
+
+def resumed_config(config: TrainConfig, out: Path) -> TrainConfig:
+    """The config to continue the run in `out` with: the saved one, with `config`'s epochs, patience,
+    restore_best and devices (where given). Every other field of `config` that is not None must equal
+    the saved one: UsageError naming the first that contradicts it. The data set must be the saved one:
+    a user file found at its saved (resolved) path with its saved sha256, or, given in `config`, a file
+    elsewhere with that sha256 (it moved)."""
+    path = out / CHECKPOINT
+    try:
+        meta = read_metadata(path)
+    except CheckpointError as error:
+        raise UsageError(f"cannot resume: {error}") from None
+    saved = config_from_saved(meta.get("config"), str(path))
+    changed: dict[str, Any] = {}
+    for field in (f.name for f in dataclasses.fields(TrainConfig)):
+        given, was = getattr(config, field), getattr(saved, field)
+        if field == "dataset" or given is None or given == was:
+            continue
+        if field == "patience" and was is None:
+            raise UsageError(
+                f"{_flag(field, given)}: the run in {out} was started without --patience (no validation "
+                "split); start a new run to use early stopping"
+            )
+        if field not in MAY_CHANGE_ON_RESUME:
+            raise UsageError(
+                f"{_flag(field, given)} contradicts the run in {out}, which has {_flag(field, was)}; "
+                f"what may change on resume: {_MAY_CHANGE}"
+            )
+        changed[field] = given
+    sha = meta.get("dataset_sha256")
+    changed["dataset"] = _resumed_dataset(config.dataset, saved.dataset, sha if isinstance(sha, str) else None, out)
+    return dataclasses.replace(saved, **changed)
+
+
+def _resumed_dataset(given: str, saved: str, sha: str | None, out: Path) -> str:
+    """The data set to resume with (see `resumed_config`); UsageError when it is not the saved one."""
+    if given in KNOWN_DATASETS or saved in KNOWN_DATASETS:
+        if given != saved:
+            raise UsageError(
+                f"{_flag('dataset', given)} contradicts the run in {out}, which has {_flag('dataset', saved)}; "
+                f"what may change on resume: {_MAY_CHANGE}"
+            )
+        return saved
+    if Path(given).resolve() != Path(saved).resolve():
+        if sha is None or dataset_sha256(given) != sha:
+            why = f"its content differs (sha256 {sha[:12]}...)" if sha is not None else "that was not its data"
+            raise UsageError(
+                f"{_flag('dataset', given)} contradicts the run in {out}, which was trained on {saved!r}: {why}"
+            )
+        return str(Path(given).resolve())  # the file moved: the same bytes, elsewhere
+    if not Path(saved).exists():
+        raise UsageError(
+            f"the run in {out} was trained on data file {saved!r}, which is not there any more; "
+            "if it moved, pass its new path with --dataset"
+        )
+    if sha is not None and dataset_sha256(saved) != sha:
+        raise UsageError(
+            f"data file {saved!r} changed since the run started (sha256 {sha[:12]}... then, "
+            f"{str(dataset_sha256(saved))[:12]}... now); the run in {out} cannot continue on other data"
+        )
+    return str(Path(saved).resolve())
+
+
+def check_saved_widths(path: Path, hidden: tuple[int, ...]) -> None:
+    """UsageError unless the weights saved in the checkpoint at `path` have the `hidden` widths its config
+    names: checked on the saved shapes alone, before a network of that size is built."""
+    try:
+        shapes = read_leaf_shapes(path)
+    except CheckpointError as error:
+        raise UsageError(f"cannot resume: {error}") from None
+    weights: dict[int, tuple[int, ...]] = {}
+    for leaf, shape in shapes.items():
+        match = re.search(r"\.params\[(\d+)\]\.w$", leaf)
+        if match and len(shape) == 2:
+            weights.setdefault(int(match[1]), shape)
+    widths = [weights[i][1] for i in sorted(weights)][:-1]
+    if widths != list(hidden) or sorted(weights) != list(range(len(weights))):
+        raise UsageError(
+            f"cannot resume from {path}: its config says hidden {list(hidden)} but its saved weights have {widths}"
+        )
 
 
 def saved_progress(path: Path) -> dict[str, Any]:
