@@ -14,6 +14,7 @@ from mlp_jax.core.errors import DataError as DataError
 from mlp_jax.core.errors import DerivativeError as DerivativeError
 from mlp_jax.core.errors import NonFiniteLoss as NonFiniteLoss
 from mlp_jax.core.errors import NpzError as NpzError
+from mlp_jax.core.errors import TrainingInterrupted as TrainingInterrupted
 from mlp_jax.core.errors import UsageError as UsageError
 from mlp_jax.core.losses import Loss as Loss
 from mlp_jax.core.losses import get_loss as get_loss

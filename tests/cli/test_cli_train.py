@@ -437,3 +437,42 @@ def test_overwrite_replaces_the_old_run_whole(tmp_path):
     assert train("--dataset", "sine", "--hidden", "2", "--epochs", "1", "--out", str(out), "--overwrite") == 0
     assert json.loads((out / "metrics.json").read_text())["dataset"]["name"] == "sine"
     assert not (out / "decision_boundary.png").exists()  # the moons run's plot is not left to mix in
+
+
+@pytest.mark.slow  # two subprocesses, trained until signalled
+def test_sigint_and_sigterm_stop_with_one_line_exit_130_and_the_checkpoint_intact(tmp_path):
+    import re
+    import signal
+    import time
+
+    from mlp_jax.training.checkpoint import read_metadata
+
+    runs = {signal.SIGINT: tmp_path / "int", signal.SIGTERM: tmp_path / "term"}
+    command = [sys.executable, "-m", "mlp_jax.cli.main", "train", "--quiet", "--dataset", "xor", "--epochs", "1000000"]
+    procs = {
+        sig: subprocess.Popen([*command, "--out", str(out)], stderr=subprocess.PIPE, text=True)
+        for sig, out in runs.items()
+    }
+    try:
+        deadline = time.monotonic() + 120
+        while not all((out / "checkpoint.npz").exists() for out in runs.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # a few more epochs: signalled mid-run
+        for sig, proc in procs.items():
+            proc.send_signal(sig)
+        results = {sig: (proc.wait(timeout=60), proc.stderr.read()) for sig, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            proc.kill() if proc.poll() is None else None
+    for sig, (code, err) in results.items():
+        out = runs[sig]
+        assert code == 130, (sig, err)
+        assert "Traceback" not in err and err.count("\n") == 1, err
+        found = re.fullmatch(
+            r"mlp-jax train: interrupted at epoch (\d+); checkpoint of epoch (\d+) kept in (.*)\n", err
+        )
+        assert found, err
+        at, kept = int(found[1]), int(found[2])
+        assert found[3] == str(out / "checkpoint.npz") and 1 <= kept <= at <= kept + 1
+        assert read_metadata(out / "checkpoint.npz")["epoch"] == kept  # intact, and the epoch it says
+        assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]  # no temporary, no metrics

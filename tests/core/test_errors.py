@@ -16,6 +16,7 @@ from mlp_jax.core import errors, verify
         (errors.NpzError, ValueError),
         (errors.CheckpointError, ValueError),
         (errors.NonFiniteLoss, RuntimeError),
+        (errors.TrainingInterrupted, KeyboardInterrupt),
     ],
 )
 def test_each_error_is_a_builtin_error_exported_by_mlp_jax(error, base):

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mlp_jax.core.errors import CheckpointError, NonFiniteLoss, UsageError
+from mlp_jax.core.errors import CheckpointError, NonFiniteLoss, TrainingInterrupted, UsageError
 from mlp_jax.core.params import check_size_limits
 from mlp_jax.training import distributed
 from mlp_jax.training.checkpoint import read_metadata
@@ -107,6 +107,9 @@ def run_cli(args: argparse.Namespace) -> int:
     except NonFiniteLoss as error:
         print(f"mlp-jax train: {error}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as interrupt:  # Ctrl-C or SIGTERM: what was kept, and 128 + SIGINT
+        print(f"mlp-jax train: {interrupt}", file=sys.stderr)
+        return 130
     summary = {k: metrics[k] for k in ("train_loss", "test_loss", "test_accuracy", "test_mse") if k in metrics}
     if not args.quiet:
         text = ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if v is not None)

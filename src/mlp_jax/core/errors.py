@@ -24,3 +24,8 @@ class CheckpointError(ValueError):
 
 class NonFiniteLoss(RuntimeError):
     """Training met a NaN or infinite loss; the message names the epoch and step (exit code 1)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; the message says at which epoch and what checkpoint is kept
+    (exit code 130). A KeyboardInterrupt, so code that catches Exception does not swallow it."""

@@ -14,11 +14,9 @@ metrics and plots. The config lives in `mlp_jax.training.config`, the run direct
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, UsageError
+from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, TrainingInterrupted, UsageError
 from mlp_jax.core.model import forward
 from mlp_jax.core.params import check_layer_sizes, init_params
 from mlp_jax.core.validation import prepare_targets
@@ -44,6 +42,7 @@ from mlp_jax.training.config import (
 )
 from mlp_jax.training.data import Dataset, load_dataset
 from mlp_jax.training.files import remove_stale_temporaries
+from mlp_jax.training.guards import numpy_warnings_silenced, terminate_as_interrupt
 from mlp_jax.training.rundir import (
     CHECKPOINT,
     METRICS,
@@ -234,12 +233,26 @@ def _record(run: _Run, epoch: int, losses: np.ndarray, start: float) -> dict[str
     return record
 
 
-def _train(run: _Run, out: Path, quiet: bool, start: float) -> bool:
-    """Run the epochs left, checkpointing after each (process 0 writes); True when early stopping ended it."""
+def _train(run: _Run, out: Path, quiet: bool, start: float, where: _Where) -> bool:
+    """Run the epochs left, checkpointing after each (process 0 writes); True when early stopping ended it.
+    `where` follows the epoch in progress."""
+    progress = _progress(
+        range(run.epochs_done, run.config.epochs), quiet, initial=run.epochs_done, total=run.config.epochs
+    )
+    try:
+        stopped_early = _epochs(run, out, start, where, progress)
+    finally:
+        if hasattr(progress, "close"):
+            progress.close()
+    where.finished = True
+    return stopped_early
+
+
+def _epochs(run: _Run, out: Path, start: float, where: _Where, progress: Any) -> bool:
+    """The loop of `_train`."""
     config = run.config
-    progress = _progress(range(run.epochs_done, config.epochs), quiet, initial=run.epochs_done, total=config.epochs)
-    stopped_early = False
     for epoch in progress:
+        where.epoch = epoch + 1
         run.state, losses = run.train_epoch(run.state, *run.arrays["train"])
         record = _record(run, epoch, _finite_losses(losses, epoch, run.state, out), start)
         if "val_loss" in record and (run.best["val_loss"] is None or record["val_loss"] < run.best["val_loss"]):
@@ -263,11 +276,8 @@ def _train(run: _Run, out: Path, quiet: bool, start: float) -> bool:
                 }
             )
         if config.patience is not None and epoch + 1 - run.best["epoch"] >= config.patience:
-            stopped_early = True
-            break
-    if hasattr(progress, "close"):
-        progress.close()
-    return stopped_early
+            return True
+    return False
 
 
 # ------------------------------------------------------------------------------------------ the results
@@ -349,19 +359,6 @@ def _check_before_loading(
     return saved
 
 
-@contextlib.contextmanager
-def _numpy_warnings_silenced(quiet: bool) -> Iterator[None]:
-    """With `quiet`, numpy's floating-point RuntimeWarnings (overflow, invalid casts, ...) of the run are
-    not printed: numpy's error state ignores them, and a RuntimeWarning raised from mlp_jax's or numpy's
-    own code is filtered out. Everything else is as it was, and is restored afterwards."""
-    if not quiet:
-        yield
-        return
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(mlp_jax|numpy)(\.|$)")
-        yield
-
-
 def fit(
     config: TrainConfig, out: Path, *, resume: bool = False, quiet: bool = False, overwrite: bool = False
 ) -> dict[str, Any]:
@@ -372,11 +369,38 @@ def fit(
     ``metrics.json``. Raises UsageError for bad input (before any training) and NonFiniteLoss when a
     loss turns NaN or inf (the last good checkpoint, if any, is kept).
     """
-    with _numpy_warnings_silenced(quiet):
-        return _fit(config, Path(out), resume=resume, quiet=quiet, overwrite=overwrite)
+    out, where = Path(out), _Where()
+    with numpy_warnings_silenced(quiet), terminate_as_interrupt():
+        try:
+            return _fit(config, out, where, resume=resume, quiet=quiet, overwrite=overwrite)
+        except KeyboardInterrupt:
+            kept = saved_epoch(out)
+            raise TrainingInterrupted(
+                (
+                    "interrupted before training started"
+                    if where.epoch is None
+                    else f"interrupted at epoch {where.epoch}"
+                )
+                + ("" if not where.finished else ", writing the results")
+                + (
+                    "; no checkpoint written"
+                    if kept is None
+                    else f"; checkpoint of epoch {kept} kept in {out / CHECKPOINT}"
+                )
+            ) from None
 
 
-def _fit(config: TrainConfig, out: Path, *, resume: bool, quiet: bool, overwrite: bool) -> dict[str, Any]:
+@dataclasses.dataclass
+class _Where:
+    """How far a run got, for the message of an interrupt: the epoch in progress, and whether all are done."""
+
+    epoch: int | None = None
+    finished: bool = False
+
+
+def _fit(
+    config: TrainConfig, out: Path, where: _Where, *, resume: bool, quiet: bool, overwrite: bool
+) -> dict[str, Any]:
     start = time.perf_counter()
     if resume and overwrite:
         raise UsageError("overwrite=True starts a new run; resume=True continues one: ask for one of them")
@@ -392,7 +416,7 @@ def _fit(config: TrainConfig, out: Path, *, resume: bool, quiet: bool, overwrite
     run.dataset_sha256 = sha256
     if overwrite:
         clear_run(out)
-    stopped_early = _train(run, out, quiet, start)
+    stopped_early = _train(run, out, quiet, start, where)
     metrics = _metrics(run, splits, stopped_early, start)
     if distributed.is_primary():
         metrics = write_metrics(out, metrics, quiet=quiet)
