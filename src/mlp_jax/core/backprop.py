@@ -12,6 +12,10 @@ In the ``"feature"`` layout (`mlp_jax.core.matmul`) every activation and delta i
 (d, B), and the same equations read ``z_l = W_l.T @ a_l + b_l``, ``dW_l = a_l @ delta_l.T``,
 ``delta_{l-1} = (W_l @ delta_l) * phi'(z_{l-1})``; the gradients are the same pytree either way.
 
+With dropout (`mlp_jax.core.dropout`) hidden layer l's output is ``a_{l+1} = phi(z_l) * m_l`` and the cache
+keeps those masked inputs and the masks ``m_l`` (0 or 1/keep), so the backward step reads
+``delta_{l-1} = ((delta_l @ W_l.T) * m_{l-1}) * phi'(z_{l-1})``.
+
 No jax.grad, jax.vjp, jax.jvp or jax.linearize is used here; tests compare it against them.
 """
 
@@ -26,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from mlp_jax.core.activations import get_activation
+from mlp_jax.core.dropout import check_dropout, dropout_masks
 from mlp_jax.core.losses import get_loss, reduce, scaled_grad_logits
 from mlp_jax.core.matmul import batch_bounds, choose_batch_parts, choose_layout, dot, materialize
 from mlp_jax.core.params import Layer, Params, layer_sizes
@@ -38,9 +43,10 @@ class ForwardCache(NamedTuple):
     """What the backward pass needs from the forward pass. Activations are (B, d) in the ``"batch"``
     layout and (d, B) in the ``"feature"`` layout; the logits are (B, d_out) in both."""
 
-    inputs: tuple[Array, ...]  # input of every layer: inputs[0] = x, inputs[l] = phi(z_{l-1})
+    inputs: tuple[Array, ...]  # input of every layer: inputs[0] = x, inputs[l] = phi(z_{l-1}) (* masks[l-1])
     pre_activations: tuple[Array, ...]  # z of every hidden layer
     logits: Array  # (B, d_out)
+    masks: tuple[Array, ...] = ()  # with dropout: every hidden layer's mask (0 or 1/keep), in the cache's layout
 
 
 def _check_layout(layout: str) -> None:
@@ -48,14 +54,31 @@ def _check_layout(layout: str) -> None:
         raise ValueError(f"layout must be 'batch' or 'feature', got {layout!r}")
 
 
-def forward_with_cache(params: Params, x: Array, activation: str, layout: str = "batch") -> ForwardCache:
-    """The forward pass, keeping every layer's input and every hidden pre-activation."""
-    return _forward_parts(params, (x,), activation, layout)[0]
+def forward_with_cache(
+    params: Params,
+    x: Array,
+    activation: str,
+    layout: str = "batch",
+    *,
+    dropout: float = 0.0,
+    key: Array | None = None,
+) -> ForwardCache:
+    """The forward pass, keeping every layer's input and every hidden pre-activation (and, with
+    ``dropout=rate`` and a `key`, the dropout masks: the same ones `mlp_jax.forward` draws from that key)."""
+    masks = dropout_masks(params, x.shape[0], check_dropout(dropout, key), key)
+    return _forward_parts(params, (x,), activation, layout, (masks,) if masks else ())[0]
 
 
-def _forward_parts(params: Params, xs: tuple[Array, ...], activation: str, layout: str) -> list[ForwardCache]:
+def _forward_parts(
+    params: Params,
+    xs: tuple[Array, ...],
+    activation: str,
+    layout: str,
+    part_masks: tuple[tuple[Array, ...], ...] = (),
+) -> list[ForwardCache]:
     """`forward_with_cache` of each batch part in `xs`, one independent chain each; in the feature
-    layout the weights are transposed once for all of them."""
+    layout the weights are transposed once for all of them. `part_masks`: with dropout, each part's masks
+    (B_part, d) in the batch layout; empty without."""
     _check_layout(layout)
     phi = get_activation(activation).fn
     if layout == "batch":
@@ -64,16 +87,18 @@ def _forward_parts(params: Params, xs: tuple[Array, ...], activation: str, layou
     else:
         inputs, weights = materialize((tuple(x.T for x in xs), tuple(layer.w.T for layer in params)))
         affine = lambda a, w_t, b: dot(w_t, a, 1, 0) + b[:, None]  # (d_out, B); a (d_0, B), w_t (d_out, d_in)
+        part_masks = tuple(tuple(m.T for m in masks) for masks in part_masks)
     caches = []
-    for a in inputs:
+    for i, a in enumerate(inputs):
+        masks = part_masks[i] if part_masks else ()
         layer_inputs, pre_activations = [a], []
-        for layer, w in zip(params[:-1], weights[:-1]):
+        for l, (layer, w) in enumerate(zip(params[:-1], weights[:-1])):
             z = affine(layer_inputs[-1], w, layer.b)
             pre_activations.append(z)
-            layer_inputs.append(phi(z))
+            layer_inputs.append(phi(z) * masks[l] if masks else phi(z))
         logits = affine(layer_inputs[-1], weights[-1], params[-1].b)
         caches.append(
-            ForwardCache(tuple(layer_inputs), tuple(pre_activations), logits if layout == "batch" else logits.T)
+            ForwardCache(tuple(layer_inputs), tuple(pre_activations), logits if layout == "batch" else logits.T, masks)
         )
     return caches
 
@@ -98,6 +123,8 @@ def backward(
         if l > 0:
             w = params[l].w
             back = dot(w, delta, 1, 0) if feature else dot(delta, w, 1, 1)
+            if cache.masks:  # the dropped units pass nothing back; the kept ones their 1/keep scale
+                back = back * cache.masks[l - 1]
             delta = back * dphi(cache.pre_activations[l - 1])
     return tuple(reversed(grads)), tuple(reversed(deltas))
 
@@ -150,11 +177,17 @@ def manual_forward(
     *,
     layout: str = "batch",
     batch_parts: int = 1,
+    dropout: float = 0.0,
+    key: Array | None = None,
 ) -> ManualForward:
     """The forward pass of `batch_parts` independent chains in `layout` (``"batch"`` or ``"feature"``),
-    the logits joined and the loss on top. Takes inputs `check_problem` has validated."""
+    the logits joined and the loss on top. Takes inputs `check_problem` has validated. With
+    ``dropout=rate`` and a `key`, the whole batch's masks are drawn as `mlp_jax.forward` draws them and cut
+    into the parts with the rows."""
     bounds = batch_bounds(x.shape[0], batch_parts)
-    caches = tuple(_forward_parts(params, _cut(x, bounds), activation, layout))
+    masks = dropout_masks(params, x.shape[0], check_dropout(dropout, key), key)
+    part_masks = tuple(zip(*(_cut(m, bounds) for m in masks))) if masks else ()
+    caches = tuple(_forward_parts(params, _cut(x, bounds), activation, layout, part_masks))
     logits = _join([c.logits for c in caches])  # (B, d_out)
     per_example = get_loss(loss).per_example(logits, y)
     return ManualForward(caches, logits, per_example, reduce(per_example, sample_weight))
@@ -198,14 +231,18 @@ def manual_pass(
     layout: str = "auto",
     batch_parts: int | str = "auto",
     scaled: bool = True,
+    dropout: float = 0.0,
+    key: Array | None = None,
 ) -> ManualPass:
     """The whole hand-written pass on validated inputs: `check_problem`, `manual_forward`, then
     `manual_backward`. `layout` and `batch_parts` as for `backprop` (``"auto"`` resolved by
-    `mlp_jax.core.matmul`), `scaled` as for `manual_backward`."""
+    `mlp_jax.core.matmul`), `scaled` as for `manual_backward`, `dropout` and `key` as for `manual_forward`."""
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
     layout = choose_layout(layout, layer_sizes(params), x.shape[0], x.dtype)
     parts = choose_batch_parts(batch_parts, layout, x.shape[0])
-    fwd = manual_forward(params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=parts)
+    fwd = manual_forward(
+        params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=parts, dropout=dropout, key=key
+    )
     return manual_backward(params, fwd, y, activation, loss, sample_weight, layout=layout, scaled=scaled)
 
 
@@ -219,13 +256,19 @@ def backprop(
     *,
     layout: str = "auto",
     batch_parts: int | str = "auto",
+    dropout: float = 0.0,
+    key: Array | None = None,
 ) -> tuple[Array, Params]:
     """``(loss_value, grads)`` by the hand-written chain rule; grads has the structure, shapes and dtypes
     of params. Agrees with ``jax.value_and_grad(mlp_jax.loss)``. `layout` (``"auto"``, ``"batch"``,
     ``"feature"``) is how the pass lays out its activations, and `batch_parts` (``"auto"`` or an int)
     how many independent chains of dots it cuts the batch into, see `mlp_jax.core.matmul`; both change speed,
-    not results (beyond float rounding)."""
-    result = manual_pass(params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=batch_parts)
+    not results (beyond float rounding). With ``dropout=rate`` in [0, 1) and a PRNG `key`, the value and
+    gradient of ``mlp_jax.loss(..., dropout=rate, key=key)``: the same masks, reused by the backward pass;
+    off when the rate is 0 or `key` is None."""
+    result = manual_pass(
+        params, x, y, activation, loss, sample_weight, layout=layout, batch_parts=batch_parts, dropout=dropout, key=key
+    )
     return result.value, result.grads
 
 

@@ -4,6 +4,10 @@
 autodiff (``"autodiff"``, ``jax.value_and_grad(mlp_jax.loss)``); the benchmarks and the CLI use it.
 A callable ``grad(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` is accepted too,
 for gradient sources of your own (a differentially private one, say).
+
+``dropout=rate`` trains the named sources with inverted dropout (`mlp_jax.core.dropout`): every update draws
+its masks from the key it is given, which `make_train_epoch` and `make_fused_update` split per step from the
+key they hold; evaluation (`make_evaluate`) never drops.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import optax
 
 from mlp_jax.core.activations import get_activation
 from mlp_jax.core.backprop import backprop
+from mlp_jax.core.dropout import check_dropout
 from mlp_jax.core.losses import get_loss
 from mlp_jax.core.model import forward
 from mlp_jax.core.model import loss as loss_fn
@@ -40,16 +45,48 @@ def init_train_state(params: Params, optimizer: optax.GradientTransformation, ke
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32), key)
 
 
-def gradient_fn(grad: str | GradFn, *, activation: str, loss: str) -> GradFn:
-    """``(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` for the named source."""
+def dropout_rate(dropout: float) -> float:
+    """`dropout` checked (a number in [0, 1), ValueError or TypeError otherwise) and as a float."""
+    check_dropout(dropout, None)
+    return float(dropout)
+
+
+def _key_for(key: Array | None, rate: float) -> Array:
+    if key is None:
+        raise ValueError(
+            f"dropout={rate} needs a PRNG key for every update: call update(params, opt_state, x, y, key=...) "
+            "(make_train_epoch and make_fused_update split one per step from the key they are given)"
+        )
+    return key
+
+
+def gradient_fn(grad: str | GradFn, *, activation: str, loss: str, dropout: float = 0.0) -> GradFn:
+    """``(params, x, y, sample_weight=None, key=None) -> (loss_value, grads)`` for the named source; with
+    ``dropout=rate`` > 0 it draws its masks from `key`, which is then required."""
     get_activation(activation), get_loss(loss)  # fail early on unknown names
+    rate = dropout_rate(dropout)
     if callable(grad):
+        if rate:
+            raise ValueError(
+                f"dropout={rate} applies to grad='manual' or 'autodiff'; a callable gradient source is given each "
+                "step's key and applies its own"
+            )
         return grad
-    if grad == "manual":
+    if grad == "manual" and not rate:
         return lambda p, x, y, sample_weight=None, key=None: backprop(p, x, y, activation, loss, sample_weight)
+    if grad == "manual":
+        return lambda p, x, y, sample_weight=None, key=None: backprop(
+            p, x, y, activation, loss, sample_weight, dropout=rate, key=_key_for(key, rate)
+        )
     if grad == "autodiff":
         value_and_grad = jax.value_and_grad(loss_fn)
-        return lambda p, x, y, sample_weight=None, key=None: value_and_grad(p, x, y, activation, loss, sample_weight)
+        if not rate:
+            return lambda p, x, y, sample_weight=None, key=None: value_and_grad(
+                p, x, y, activation, loss, sample_weight
+            )
+        return lambda p, x, y, sample_weight=None, key=None: value_and_grad(
+            p, x, y, activation, loss, sample_weight, dropout=rate, key=_key_for(key, rate)
+        )
     raise ValueError(f"unknown grad {grad!r}; expected one of {list(GRADS)} or a callable")
 
 
@@ -59,10 +96,11 @@ def make_step(
     activation: str = "relu",
     loss: str = "mse",
     grad: str | GradFn = "manual",
+    dropout: float = 0.0,
 ) -> Callable:
     """The pure, un-jitted update ``(params, opt_state, x, y, sample_weight=None, key=None) ->
-    (params, opt_state, loss_value)``; `make_update` jits it."""
-    value_and_grad = gradient_fn(grad, activation=activation, loss=loss)
+    (params, opt_state, loss_value)``; `make_update` jits it. With ``dropout=rate`` > 0, `key` is required."""
+    value_and_grad = gradient_fn(grad, activation=activation, loss=loss, dropout=dropout)
 
     def step(params, opt_state, x, y, sample_weight=None, key=None):
         value, grads = value_and_grad(params, x, y, sample_weight=sample_weight, key=key)
@@ -79,14 +117,16 @@ def make_update(
     loss: str = "mse",
     grad: str | GradFn = "manual",
     donate: bool = True,
+    dropout: float = 0.0,
 ) -> jax.stages.Wrapped:
     """A jit-compiled ``update(params, opt_state, x, y) -> (params, opt_state, loss_value)``.
 
     Compiled once per input shape; params and opt_state buffers are donated (pass ``donate=False`` to
     keep the inputs alive). Optional ``sample_weight`` (batch,) and ``key`` arguments pass through to
-    the gradient source.
+    the gradient source. With ``dropout=rate`` > 0 every call needs its own ``key=`` (split a fresh one
+    per step): the update draws its dropout masks from it.
     """
-    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad, dropout=dropout)
     return jax.jit(step, donate_argnums=(0, 1) if donate else ())
 
 
@@ -99,25 +139,29 @@ def make_fused_update(
     grad: str | GradFn = "manual",
     donate: bool = True,
     losses: str = "all",
+    dropout: float = 0.0,
 ) -> jax.stages.Wrapped:
     """``num_steps`` updates on one batch inside one compiled call (a `lax.scan`):
-    ``(params, opt_state, x, y) -> (params, opt_state, losses)``.
+    ``(params, opt_state, x, y, key=None) -> (params, opt_state, losses)``.
 
     ``losses="all"`` returns every step's loss, shape (num_steps,); ``losses="last"`` only the last
     one, shape (), carried through the loop instead of stacked: on a tiny net, writing the stacked
-    losses is a visible share of a step, so "last" runs more steps per second.
+    losses is a visible share of a step, so "last" runs more steps per second. With ``dropout=rate``
+    > 0, `key` is required and split into one key per step.
     """
     if losses not in ("all", "last"):
         raise ValueError(f"losses must be 'all' or 'last', got {losses!r}")
-    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+    rate = dropout_rate(dropout)
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad, dropout=rate)
 
-    def fused(params, opt_state, x, y):
-        def body(carry, _):
-            params, opt_state, value = step(*carry[:2], x, y)
+    def fused(params, opt_state, x, y, key=None):
+        def body(carry, step_key):
+            params, opt_state, value = step(*carry[:2], x, y, key=step_key)
             return (params, opt_state, value), (value if losses == "all" else None)
 
+        step_keys = jax.random.split(_key_for(key, rate), num_steps) if rate else None
         first = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
-        (params, opt_state, last), values = jax.lax.scan(body, (params, opt_state, first), None, length=num_steps)
+        (params, opt_state, last), values = jax.lax.scan(body, (params, opt_state, first), step_keys, length=num_steps)
         return params, opt_state, values if losses == "all" else last
 
     return jax.jit(fused, donate_argnums=(0, 1) if donate else ())
@@ -136,17 +180,19 @@ def make_train_epoch(
     grad: str | GradFn = "manual",
     batch_size: int = 128,
     donate: bool = True,
+    dropout: float = 0.0,
 ) -> jax.stages.Wrapped:
     """One epoch in one compiled call: ``train_epoch(state, x, y) -> (state, losses (num_batches,))``.
 
     The examples are shuffled on the device with a key split from ``state.key``, cut into
     ``ceil(n / batch_size)`` minibatches, and one update is applied per minibatch inside a `lax.scan`.
     The last, partial minibatch is used: it is padded to ``batch_size`` with repeated indices whose
-    ``sample_weight`` is 0, so its update is the exact mean over its real examples.
+    ``sample_weight`` is 0, so its update is the exact mean over its real examples. Every update gets
+    its own key, split from ``state.key`` too, from which ``dropout=rate`` > 0 draws its masks.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    step = make_step(optimizer, activation=activation, loss=loss, grad=grad)
+    step = make_step(optimizer, activation=activation, loss=loss, grad=grad, dropout=dropout)
 
     def train_epoch(state: TrainState, x: Array, y: Array) -> tuple[TrainState, Array]:
         n = x.shape[0]
