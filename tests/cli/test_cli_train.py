@@ -150,8 +150,10 @@ def test_console_script_in_subprocess(tmp_path):
         (["--dataset", "xor", "--patience", "2", "--val-fraction", "0.9"], "leaves none to train on"),
         (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
         (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
+        (["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
+        (["--dropout", "-0.5"], "--dropout must be in [0, 1), got -0.5"),
     ],
-    ids=["validation-takes-all", "weight-decay-nan", "negative-warmup"],
+    ids=["validation-takes-all", "weight-decay-nan", "negative-warmup", "dropout-1", "dropout-negative"],
 )
 def test_more_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
     test_bad_input_one_line_exit_2(tmp_path, capsys, args, message)
@@ -231,14 +233,25 @@ def captured(monkeypatch):
 
 def test_flags_become_a_train_config(tmp_path, captured):
     flags = ["--dataset", "iris", "--hidden", "8,4", "--activation", "tanh", "--loss", "mse", "--optimizer", "sgd"]
-    flags += ["--lr", "0.1", "--schedule", "cosine", "--warmup-epochs", "2", "--weight-decay", "0.01"]
+    flags += [
+        "--lr",
+        "0.1",
+        "--schedule",
+        "cosine",
+        "--warmup-epochs",
+        "2",
+        "--weight-decay",
+        "0.01",
+        "--dropout",
+        "0.2",
+    ]
     flags += ["--epochs", "7", "--batch-size", "16", "--grad", "autodiff", "--seed", "3", "--patience", "4"]
     flags += ["--val-fraction", "0.2", "--devices", "1", "--init", "glorot_uniform", "--out", str(tmp_path / "o")]
     assert train(*flags) == 0
     ((config, out, resume, quiet),) = captured
     assert config == TrainConfig(
         dataset="iris", hidden=(8, 4), activation="tanh", loss="mse", optimizer="sgd", lr=0.1, schedule="cosine",
-        warmup_epochs=2, weight_decay=0.01, epochs=7, batch_size=16, grad="autodiff", seed=3, patience=4,
+        warmup_epochs=2, weight_decay=0.01, dropout=0.2, epochs=7, batch_size=16, grad="autodiff", seed=3, patience=4,
         val_fraction=0.2, devices=1, init="glorot_uniform",
     )  # fmt: skip
     assert (out, resume, quiet) == (tmp_path / "o", False, True)

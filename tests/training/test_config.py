@@ -90,6 +90,8 @@ def test_a_constant_schedule_steps_by_lr_and_warmup_cosine_peaks_at_lr():
         (dict(patience=0), "--patience must be >= 1, got 0"),
         (dict(devices=0), "--devices must be >= 1, got 0"),
         (dict(val_fraction=1.0), r"--val-fraction must be in \(0, 1\), got 1.0"),
+        (dict(dropout=1.0), r"--dropout must be in \[0, 1\), got 1.0"),
+        (dict(dropout=float("nan")), r"--dropout must be in \[0, 1\), got nan"),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, dict) else "",
 )
@@ -106,6 +108,14 @@ def test_config_from_saved_round_trips_a_resolved_config():
     back = config_from_saved(saved, "ckpt")
     assert dataclasses.asdict(back) == dataclasses.asdict(config) and back.hidden == config.hidden
     assert back.resolved() == config
+
+
+def test_dropout_defaults_to_off_and_a_run_saved_before_dropout_resumes_without_it():
+    assert TrainConfig(dataset="iris").resolved().dropout == 0.0
+    assert TrainConfig(dataset="iris", dropout=0.25).resolved().dropout == 0.25
+    saved = dataclasses.asdict(TrainConfig(dataset="iris").resolved())
+    del saved["dropout"]
+    assert config_from_saved(saved, "ckpt").dropout == 0.0
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 JSON, the checks made before any data is loaded (the config, the output directory, a run already there), stale
 temporaries removed, and numpy's warnings silenced under quiet."""
 
+import dataclasses
 import json
 import os
 import time
@@ -226,3 +227,15 @@ def test_metrics_that_are_not_finite_are_null_with_a_warning(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_loss"] is None and metrics["history"][-1]["test_loss"] is None
     assert "warning: history[0].test_loss" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a (tiny) training
+def test_a_run_with_dropout_and_a_validation_split_records_them_and_draws_its_plots(tmp_path):
+    config = TrainConfig(dataset="iris", hidden=(16, 16), epochs=3, dropout=0.3, patience=5)
+    metrics = fit(config, tmp_path / "run", quiet=True)
+    assert metrics["config"]["dropout"] == 0.3
+    assert all("val_loss" in record and "val_accuracy" in record for record in metrics["history"])
+    for name in ("loss.png", "confusion.png"):
+        assert (tmp_path / "run" / name).read_bytes().startswith(b"\x89PNG")
+    plain = fit(dataclasses.replace(config, dropout=0.0), tmp_path / "plain", quiet=True)
+    assert plain["history"][0]["batch_loss_mean"] != metrics["history"][0]["batch_loss_mean"]

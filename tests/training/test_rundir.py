@@ -9,9 +9,11 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 
+import mlp_jax as mj
 from mlp_jax.core.errors import UsageError
 from mlp_jax.core.params import init_params
 from mlp_jax.training.checkpoint import save_checkpoint
@@ -91,7 +93,14 @@ def test_write_metrics_is_strict_json_with_null_and_a_warning(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("dataset, plots", [("moons", {"loss.png", "decision_boundary.png"}), ("sine", {"loss.png"})])
+@pytest.mark.parametrize(
+    "dataset, plots",
+    [
+        ("moons", {"loss.png", "confusion.png", "decision_boundary.png"}),
+        ("iris", {"loss.png", "confusion.png"}),
+        ("sine", {"loss.png"}),
+    ],
+)
 def test_write_plots_draws_a_decision_boundary_for_two_feature_classification(tmp_path, dataset, plots):
     data = load_dataset(dataset)
     config = TrainConfig(dataset=dataset, hidden=(4,)).resolved()
@@ -198,3 +207,19 @@ def test_saved_widths_are_checked_against_the_config_before_anything_is_allocate
         check_saved_widths(tmp_path / CHECKPOINT, (30000, 30000))
     with pytest.raises(UsageError, match=r"hidden \[3\] but its saved weights have \[3, 5\]"):
         check_saved_widths(tmp_path / CHECKPOINT, (3,))
+
+
+def test_the_confusion_matrix_is_of_the_test_split(tmp_path, monkeypatch):
+    import mlp_jax.training.plots as plots
+
+    data = load_dataset("iris")
+    config = TrainConfig(dataset="iris", hidden=(4,)).resolved()
+    params = init_params(jax.random.key(0), [data.num_features, 4, data.num_outputs])
+    drawn = []
+    monkeypatch.setattr(plots, "plot_confusion", lambda *args: drawn.append(args))
+    write_plots(tmp_path, [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.1}], data, params, config)
+    ((y_true, y_pred, num_classes, path, classes, _),) = drawn
+    predicted = np.asarray(mj.forward(params, jnp.asarray(data.x_test), "relu")).argmax(1)
+    np.testing.assert_array_equal(y_true, data.y_test)
+    np.testing.assert_array_equal(y_pred, predicted)
+    assert (num_classes, path, classes) == (3, tmp_path / "confusion.png", data.class_names)

@@ -143,3 +143,57 @@ def test_fused_update_last_loss_only():
     assert tree_max_rel_error(p_last, p_all) == 0.0
     with pytest.raises(ValueError, match="losses must be"):
         make_fused_update(opt, 7, losses="none")
+
+
+def test_update_with_dropout_is_the_optax_step_of_the_dropped_out_loss_and_needs_a_key():
+    x, y = blobs(n=16)
+    opt = optax.sgd(0.1)
+    params = mj.init_params(jax.random.key(0), [5, 8, 8, 3])
+    key = jax.random.key(4)
+    loss_and_grads = jax.jit(jax.value_and_grad(mj.loss), static_argnames=("activation", "loss", "dropout"))
+    value, grads = loss_and_grads(params, x, y, activation="relu", loss="softmax_cross_entropy", dropout=0.5, key=key)
+    expected = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+    for grad in ("manual", "autodiff"):
+        update = make_update(opt, activation="relu", loss="softmax_cross_entropy", grad=grad, donate=False, dropout=0.5)
+        new_params, _, new_value = update(params, opt.init(params), x, y, key=key)
+        assert tree_max_rel_error(new_params, expected) < 1e-5 and new_value == pytest.approx(float(value))
+    with pytest.raises(ValueError, match=r"dropout=0.5 needs a PRNG key for every update"):
+        update(params, opt.init(params), x, y)
+
+
+def test_fused_update_and_epoch_split_one_dropout_key_per_step():
+    x, y = blobs(n=32)
+    opt = optax.sgd(0.1)
+    params = mj.init_params(jax.random.key(0), [5, 8, 3])
+    kwargs = dict(activation="relu", loss="softmax_cross_entropy", donate=False, dropout=0.3)
+    key = jax.random.key(9)
+    p_fused, _, losses = make_fused_update(opt, 2, **kwargs)(params, opt.init(params), x, y, key)
+    update = make_update(opt, **kwargs)
+    p_loop, s = params, opt.init(params)
+    for step_key in jax.random.split(key, 2):
+        p_loop, s, _ = update(p_loop, s, x, y, key=step_key)
+    assert losses.shape == (2,) and tree_max_rel_error(p_fused, p_loop) < 1e-5
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        make_fused_update(opt, 2, **kwargs)(params, opt.init(params), x, y)
+    # the epoch: the same updates with manual and autodiff gradients, and not those without dropout
+    state = init_train_state(params, opt, jax.random.key(1))
+    epochs = {grad: make_train_epoch(opt, **{**kwargs, "grad": grad}, batch_size=8) for grad in ("manual", "autodiff")}
+    (manual, _), (autodiff, _) = (epochs[grad](state, x, y) for grad in ("manual", "autodiff"))
+    assert tree_max_rel_error(manual.params, autodiff.params) < 1e-5
+    plain, _ = make_train_epoch(opt, **{**kwargs, "dropout": 0.0}, batch_size=8)(state, x, y)
+    assert tree_max_rel_error(manual.params, plain.params) > 1e-3
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,message",
+    [
+        (dict(dropout=1.5), ValueError, r"dropout must be in \[0, 1\).*got 1.5"),
+        (dict(dropout="0.1"), TypeError, "dropout must be a number"),
+        (dict(dropout=0.1, grad=lambda p, x, y, sample_weight=None, key=None: (0.0, p)), ValueError, "a callable"),
+    ],
+    ids=["rate-1.5", "rate-str", "callable-grad"],
+)
+def test_bad_dropout_is_refused_when_the_update_is_made(kwargs, error, message):
+    for make in (make_update, make_train_epoch, lambda opt, **kw: make_fused_update(opt, 2, **kw)):
+        with pytest.raises(error, match=message):
+            make(optax.sgd(0.1), **kwargs)

@@ -48,6 +48,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--schedule", default=None, help=f"one of {', '.join(SCHEDULES)} (default: constant)")
     a("--warmup-epochs", type=int, default=None, help="warmup of warmup-cosine (default 0: 5 %% of the steps)")
     a("--weight-decay", type=float, default=None, help="decoupled weight decay (default 0)")
+    a("--dropout", type=float, default=None, metavar="RATE", help="dropout rate after each hidden layer, in [0, 1)")
     a("--epochs", type=int, default=None, help="total epochs (with --resume: up to this many in total)")
     a("--batch-size", type=int, default=None)
     a("--grad", default=None, help="manual (hand-written backprop, the default) or autodiff (jax.grad)")
@@ -116,7 +117,7 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"{metrics['dataset']['name']}: {metrics['epochs']} epochs in {metrics['wall_time_s']:.1f} s; {text}")
         print(
             f"results in {out}/ ({METRICS}, loss.png, {CHECKPOINT}"
-            + (", decision_boundary.png" if (out / "decision_boundary.png").exists() else "")
+            + "".join(f", {name}" for name in ("confusion.png", "decision_boundary.png") if (out / name).exists())
             + ")"
         )
     return 0

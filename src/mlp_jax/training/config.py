@@ -40,6 +40,7 @@ class TrainConfig:
     schedule: str | None = None  # constant, cosine or warmup-cosine
     warmup_epochs: int = 0  # warmup-cosine only
     weight_decay: float = 0.0
+    dropout: float | None = None  # rate of inverted dropout after each hidden activation, in training only
     epochs: int | None = None
     schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
     batch_size: int | None = None
@@ -72,13 +73,21 @@ class ResolvedConfig(TrainConfig):
     optimizer: str
     lr: float
     schedule: str
+    dropout: float
     epochs: int
     schedule_epochs: int
     batch_size: int
 
 
 GLOBAL_DEFAULTS: dict[str, Any] = dict(
-    hidden=(128, 128), activation="relu", optimizer="adam", lr=1e-3, epochs=50, batch_size=128, schedule="constant"
+    hidden=(128, 128),
+    activation="relu",
+    optimizer="adam",
+    lr=1e-3,
+    epochs=50,
+    batch_size=128,
+    schedule="constant",
+    dropout=0.0,
 )
 # Per data set, chosen so that the defaults reach the README's results without tuning.
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -150,6 +159,8 @@ def check_config(config: ResolvedConfig) -> None:
         raise UsageError(f"--lr must be a positive number, got {config.lr}")
     if not config.weight_decay >= 0 or not math.isfinite(config.weight_decay):
         raise UsageError(f"--weight-decay must be a finite number >= 0, got {config.weight_decay}")
+    if not 0 <= config.dropout < 1:  # NaN fails too
+        raise UsageError(f"--dropout must be in [0, 1), got {config.dropout}")
     if config.warmup_epochs < 0:
         raise UsageError(f"--warmup-epochs must be >= 0, got {config.warmup_epochs}")
     if any(size < 1 for size in config.hidden):
@@ -195,4 +206,5 @@ def config_from_saved(saved: Any, where: str) -> TrainConfig:
                 f"{fields[name]}, found {value!r:.200}"
             )
         values[name] = tuple(value) if kind == "tuple[int, ...]" and value is not None else value
+    values.setdefault("dropout", 0.0)  # a run saved before dropout existed trained without it
     return TrainConfig(**values)

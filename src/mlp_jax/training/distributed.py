@@ -235,13 +235,16 @@ def place_dataset(x, mesh: Mesh) -> Array:
 # ----------------------------------------------------------------------------------- sharded training
 
 
-def sharded_gradient_fn(grad: str | GradFn, mesh: Mesh, *, activation: str = "relu", loss: str = "mse") -> GradFn:
+def sharded_gradient_fn(
+    grad: str | GradFn, mesh: Mesh, *, activation: str = "relu", loss: str = "mse", dropout: float = 0.0
+) -> GradFn:
     """The named gradient source with its minibatch split over the ``batch`` axis and its loss and
     gradients replicated; the compiler turns the batch sums into all-reduces (see the module docstring).
+    With ``dropout=rate`` > 0 it draws the whole minibatch's masks from the step's key, as one device would.
 
     Raises ValueError (while tracing) for a minibatch the device count does not divide.
     """
-    base = gradient_fn(grad, activation=activation, loss=loss)
+    base = gradient_fn(grad, activation=activation, loss=loss, dropout=dropout)
     split, whole = batch_sharded(mesh), replicated(mesh)
 
     def sharded_grad(params, x, y, sample_weight=None, key=None):
@@ -263,12 +266,14 @@ def make_sharded_update(
     loss: str = "mse",
     grad: str | GradFn = "manual",
     donate: bool = True,
+    dropout: float = 0.0,
 ) -> jax.stages.Wrapped:
     """`mlp_jax.training.steps.make_update` over `mesh`: ``update(params, opt_state, x, y, sample_weight=None,
     key=None) -> (params, opt_state, loss_value)`` with x, y (and sample_weight) split over the batch axis
     and everything returned replicated. Pass params and opt_state through `replicate` and batches through
-    `shard_batch` (other inputs are moved, at a cost)."""
-    sharded_grad = sharded_gradient_fn(grad, mesh, activation=activation, loss=loss)
+    `shard_batch` (other inputs are moved, at a cost). ``dropout=rate`` > 0 needs a key per call, as
+    `make_update`'s does."""
+    sharded_grad = sharded_gradient_fn(grad, mesh, activation=activation, loss=loss, dropout=dropout)
     step = make_step(optimizer, activation=activation, loss=loss, grad=sharded_grad)
     whole = replicated(mesh)
     return jax.jit(step, out_shardings=(whole, whole, whole), donate_argnums=(0, 1) if donate else ())
@@ -283,6 +288,7 @@ def make_sharded_train_epoch(
     grad: str | GradFn = "manual",
     batch_size: int = 128,
     donate: bool = True,
+    dropout: float = 0.0,
 ) -> ShardedTrainEpoch:
     """`mlp_jax.training.steps.make_train_epoch` over `mesh`: ``train_epoch(state, x, y) -> (state, losses)``, the
     same shuffle and updates, each shuffled minibatch split over the batch axis.
@@ -290,7 +296,7 @@ def make_sharded_train_epoch(
     Pass the state through `replicate` and x, y through `distribute_dataset` (or `replicate`). Raises
     ValueError when ``min(batch_size, n)`` is not a multiple of the device count.
     """
-    sharded_grad = sharded_gradient_fn(grad, mesh, activation=activation, loss=loss)
+    sharded_grad = sharded_gradient_fn(grad, mesh, activation=activation, loss=loss, dropout=dropout)
     epoch = make_train_epoch(
         optimizer, activation=activation, loss=loss, grad=sharded_grad, batch_size=batch_size, donate=donate
     )

@@ -179,10 +179,14 @@ def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[st
         state = distributed.replicate(state, mesh)
     arrays = _place_arrays(splits, mesh, sharded)
     grad: Any = config.grad
-    if sharded:
-        grad = distributed.sharded_gradient_fn(config.grad, mesh, activation=config.activation, loss=splits.loss)
+    dropout = config.dropout  # in the epoch's updates only: evaluation never drops
+    if sharded:  # the sharded source applies the dropout itself
+        grad = distributed.sharded_gradient_fn(
+            config.grad, mesh, activation=config.activation, loss=splits.loss, dropout=dropout
+        )
+        dropout = 0.0
     train_epoch = make_train_epoch(
-        optimizer, activation=config.activation, loss=splits.loss, grad=grad, batch_size=batch_size
+        optimizer, activation=config.activation, loss=splits.loss, grad=grad, batch_size=batch_size, dropout=dropout
     )
     classification = splits.data.task == "classification"
     evaluate = make_evaluate(activation=config.activation, loss=splits.loss, classification=classification)

@@ -1,8 +1,9 @@
-"""Training plots: loss (and accuracy) curves, and a decision boundary for 2-D data sets."""
+"""Training plots: loss (and accuracy) curves with the validation split's when there is one, a confusion
+matrix for classification, and a decision boundary for 2-D data sets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +20,13 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> None:
-    """Train/test loss per epoch, and accuracy beside it when the history has it."""
+    """Train/test loss per epoch, and accuracy beside it when the history has it; the validation split's
+    curves too when the history has them (``val_loss``, ``val_accuracy``)."""
+    _save(history_figure(history, title), path)
+
+
+def history_figure(history: list[dict], title: str = ""):
+    """The figure `plot_history` saves: one line per split (train, val, test) found in the history."""
     epochs = [h["epoch"] for h in history]
     has_accuracy = "test_accuracy" in history[0]
     fig, axes = plt.subplots(1, 2 if has_accuracy else 1, figsize=(10 if has_accuracy else 5.5, 4))
@@ -37,7 +44,53 @@ def plot_history(history: list[dict], path: Path, title: str = "") -> None:
         axes[1].legend()
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts (num_classes, num_classes): row i, column j counts the examples of class i predicted as j."""
+    y_true, y_pred = np.asarray(y_true, np.int64).ravel(), np.asarray(y_pred, np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {y_true.shape} and {y_pred.shape}")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{name} must hold classes in [0, {num_classes}), got values in [{y.min()}, {y.max()}]")
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def plot_confusion(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    num_classes: int,
+    path: Path,
+    classes: Sequence[str] = (),
+    title: str = "",
+) -> np.ndarray:
+    """The confusion matrix of labels `y_true` (n,) against predictions `y_pred` (n,), saved as a PNG: rows
+    are the true classes, columns the predicted ones, each cell coloured by its share of its row and, for up
+    to 20 classes, labelled with its count. `classes` names the classes (default 0, 1, ...). Returns the
+    counts."""
+    counts = confusion_matrix(y_true, y_pred, num_classes)
+    names = [str(c)[:12] for c in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = min(4.0 + 0.4 * num_classes, 12.0)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    if num_classes <= 20:
+        for i, j in np.ndindex(counts.shape):
+            colour = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=8)
+    if num_classes <= 30:
+        ax.set_xticks(range(num_classes), names, rotation=90 if num_classes > 10 else 0)
+        ax.set_yticks(range(num_classes), names)
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    ax.set(
+        xlabel="predicted class", ylabel="true class", title=f"{title or 'confusion matrix'}: accuracy {accuracy:.1%}"
+    )
+    fig.tight_layout()
     _save(fig, path)
+    return counts
 
 
 def plot_decision_boundary(

@@ -28,7 +28,7 @@ from mlp_jax.training.files import write_text
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
-PLOTS = ("loss.png", "decision_boundary.png")
+PLOTS = ("loss.png", "confusion.png", "decision_boundary.png")
 RUN_FILES = (CHECKPOINT, METRICS, *PLOTS)  # what a run writes; a directory with either of the first two holds one
 
 
@@ -249,17 +249,22 @@ def write_metrics(out: Path, metrics: dict[str, Any], *, quiet: bool) -> dict[st
 
 
 def write_plots(out: Path, history: list[dict], data: Dataset, params: Params, config: ResolvedConfig) -> None:
-    """``loss.png``, and ``decision_boundary.png`` for a classification set with two features."""
-    from mlp_jax.training.plots import plot_decision_boundary, plot_history
+    """``loss.png`` (with the validation curves when there is a validation split), and for a classification
+    set ``confusion.png`` (the test split) and, with two features, ``decision_boundary.png``."""
+    from mlp_jax.training.plots import plot_confusion, plot_decision_boundary, plot_history
 
     plot_history(history, out / "loss.png", title=f"{data.name}: {config.activation} MLP {list(config.hidden)}")
-    if data.x_train.shape[1] == 2 and data.task == "classification":
-        params = jax.tree.map(np.asarray, params)  # on the host: no eager ops on global arrays
+    if data.task != "classification":
+        return
+    params = jax.tree.map(np.asarray, params)  # on the host: no eager ops on global arrays
 
-        def predict(grid: np.ndarray) -> np.ndarray:
-            logits = np.asarray(forward(params, jnp.asarray(grid), config.activation))
-            return (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(1)
+    def predict(x: np.ndarray) -> np.ndarray:
+        logits = np.asarray(forward(params, jnp.asarray(x), config.activation))
+        return (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(1)
 
+    title = f"{data.name}, test split"
+    plot_confusion(data.y_test, predict(data.x_test), data.num_classes, out / "confusion.png", data.class_names, title)
+    if data.x_train.shape[1] == 2:
         x = np.concatenate([data.x_train, data.x_test])
         y = np.concatenate([data.y_train, data.y_test])
         plot_decision_boundary(predict, x, y, out / "decision_boundary.png", title=f"{data.name}: decision boundary")
