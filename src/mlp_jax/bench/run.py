@@ -180,9 +180,9 @@ def run(
         )
     if curvature_configs:
         log(f"curvature: {', '.join(c.name for c in curvature_configs)}")
-        results["curvature"] = run_curvature(
+        results["curvature"] = run_curvature(  # as few samples as the peers: its autodiff calls take seconds
             curvature_configs,
-            repeats=repeats,
+            repeats=max(3, repeats // 2),
             min_sample=min_sample,
             backpack=curvature_backpack,
             device=torch_device,

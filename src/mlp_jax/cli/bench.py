@@ -29,7 +29,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--curvature-configs",
         default=None,
         help="configs of the curvature stage (each quantity against a gradient, autodiff and BackPACK), or none; "
-        "default: small, medium and large among --configs (--quick: small and medium)",
+        "default: small, medium and large among --configs (--quick: small)",
     )
     parser.add_argument("--no-peaks", action="store_true", help="skip the matmul peak measurements")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS donation processes")
@@ -129,9 +129,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
 def _curvature_configs(spec: str | None, configs: list, quick: bool) -> list:
     """The curvature stage's configs: those `spec` names (``none``: no stage), or by default the standard
-    small, medium and large among the run's `configs` (small and medium for --quick)."""
+    small, medium and large among the run's `configs` (small alone for --quick)."""
     if spec is None:
-        names = ("small", "medium") if quick else ("small", "medium", "large")
+        names = ("small",) if quick else ("small", "medium", "large")
         return [c for c in configs if c.name in names and c == STANDARD[c.name]]
     if spec == "none":
         return []
