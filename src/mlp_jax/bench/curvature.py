@@ -19,6 +19,7 @@ autodiff's; the first-order ones <= 1.3 gradients, the MC GGN diagonal and MC KF
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import tempfile
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from typing import Any
 
 from mlp_jax.bench import curvature_autodiff as ad
 from mlp_jax.bench.configs import Config, make_problem, x64_for
-from mlp_jax.bench.peers import run_worker
+from mlp_jax.bench.peers import BENCH_EXTRA, run_worker
 from mlp_jax.bench.timing import Case, compare
 
 FIRST_ORDER = ("sum_grad_squared", "grad_variance", "per_example_grad_norms")
@@ -224,6 +225,9 @@ def backpack_times(
 ) -> dict[str, Any]:
     """BackPACK's seconds per call of each quantity and of its own plain gradient on the same problem
     (``workers/backpack_peer.py`` in its own process); an ``error`` or ``skipped`` entry where it failed."""
+    missing = [name for name in ("torch", "backpack") if importlib.util.find_spec(name) is None]
+    if missing:
+        return {"skipped": f"{' and '.join(missing)} not installed ({BENCH_EXTRA} installs backpack-for-pytorch)"}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "problem.npz"
         _write_problem(path, problem)

@@ -114,7 +114,6 @@ def run_cli(args: argparse.Namespace) -> int:
         peer_rounds=1 if quick else 3,
         peer_configs=("small", "medium") if quick else ("small", "medium", "large"),
         curvature_configs=curvature,
-        curvature_backpack="torch" in peers,  # BackPACK runs on PyTorch: with the torch peer
         peak_shapes=peak_shapes_for(jax.default_backend(), quick),
         memory=not args.no_memory,
         memory_config="large",
