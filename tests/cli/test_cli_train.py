@@ -489,3 +489,10 @@ def test_sigint_and_sigterm_stop_with_one_line_exit_130_and_the_checkpoint_intac
         assert found[3] == str(out / "checkpoint.npz") and 1 <= kept <= at <= kept + 1
         assert read_metadata(out / "checkpoint.npz")["epoch"] == kept  # intact, and the epoch it says
         assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]  # no temporary, no metrics
+
+
+def test_no_restore_best_reaches_the_config(tmp_path, captured):
+    assert train("--dataset", "iris", "--patience", "3", "--no-restore-best", "--out", str(tmp_path / "o")) == 0
+    assert train("--dataset", "iris", "--patience", "3", "--out", str(tmp_path / "p")) == 0
+    (first, *_), (second, *_) = captured
+    assert first.restore_best is False and second.restore_best is True

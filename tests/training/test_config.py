@@ -134,3 +134,10 @@ def test_config_from_saved_names_the_bad_field(saved, message):
     with pytest.raises(UsageError) as error:
         config_from_saved(saved, "run/checkpoint.npz")
     assert str(error.value) == f"cannot resume from run/checkpoint.npz: {message}"
+
+
+def test_restore_best_is_on_by_default_and_read_back_as_a_bool():
+    assert TrainConfig().restore_best is True
+    assert config_from_saved({"restore_best": False}, "c.npz").restore_best is False
+    with pytest.raises(UsageError, match="field 'restore_best': expected bool, found 'yes'"):
+        config_from_saved({"restore_best": "yes"}, "c.npz")

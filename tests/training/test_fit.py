@@ -239,3 +239,33 @@ def test_a_run_with_dropout_and_a_validation_split_records_them_and_draws_its_pl
         assert (tmp_path / "run" / name).read_bytes().startswith(b"\x89PNG")
     plain = fit(dataclasses.replace(config, dropout=0.0), tmp_path / "plain", quiet=True)
     assert plain["history"][0]["batch_loss_mean"] != metrics["history"][0]["batch_loss_mean"]
+
+
+@pytest.mark.slow  # two tiny trainings
+def test_early_stopping_ends_with_the_best_validation_weights_unless_told_not_to(tmp_path):
+    config = TrainConfig(dataset="iris", hidden=(8,), epochs=40, lr=0.3, batch_size=16, patience=2)
+    best = fit(config, tmp_path / "best", quiet=True)
+    assert best["stopped_early"] and best["restored_best"] is True
+    epoch = best["best_epoch"]
+    assert epoch == best["best"]["epoch"] < best["epochs"]
+    at_best, last = best["history"][epoch - 1], best["history"][-1]
+    for key in ("train_loss", "test_loss", "test_accuracy", "train_accuracy"):
+        assert best[key] == at_best[key]  # the best epoch's weights, evaluated again: the same numbers
+    assert best["test_loss"] != last["test_loss"]
+    meta = read_metadata(tmp_path / "best" / "checkpoint.npz")
+    assert meta["best_params"] is True and meta["best"]["epoch"] == epoch
+    kept = fit(dataclasses.replace(config, restore_best=False), tmp_path / "last", quiet=True)
+    assert kept["restored_best"] is False and kept["best_epoch"] == epoch
+    assert kept["test_loss"] == last["test_loss"]
+    assert [h["test_loss"] for h in kept["history"]] == [h["test_loss"] for h in best["history"]]  # same training
+
+
+@pytest.mark.slow  # three tiny trainings
+def test_a_resumed_run_keeps_the_best_weights_of_before_the_resume(tmp_path):
+    config = TrainConfig(dataset="iris", hidden=(8,), epochs=12, lr=0.3, batch_size=16, patience=50)
+    full = fit(config, tmp_path / "full", quiet=True)
+    fit(dataclasses.replace(config, epochs=6), tmp_path / "part", quiet=True)
+    part = fit(config, tmp_path / "part", resume=True, quiet=True)
+    for key in ("best_epoch", "restored_best", "train_loss", "test_loss", "test_accuracy"):
+        assert part[key] == full[key], key
+    assert part["test_loss"] == part["history"][part["best_epoch"] - 1]["test_loss"]

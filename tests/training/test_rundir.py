@@ -46,6 +46,7 @@ def test_saved_progress_reads_epoch_history_and_best(tmp_path):
         "epoch": 2,
         "history": HISTORY,
         "best": {"val_loss": 0.3, "epoch": 2},
+        "best_params": False,  # no best epoch's params saved beside the state
     }
 
 

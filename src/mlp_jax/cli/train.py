@@ -54,6 +54,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     a("--grad", default=None, help="manual (hand-written backprop, the default) or autodiff (jax.grad)")
     a("--seed", type=int, default=None, help="seed of the init, the shuffles and the splits (default 0)")
     a("--patience", type=int, default=None, help="stop after K epochs without a better validation loss")
+    a(
+        "--restore-best",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --patience: end with the weights of the best validation loss (the default); "
+        "--no-restore-best keeps the last",
+    )
     a("--val-fraction", type=float, default=None, help="validation share with --patience (default 0.1)")
     a("--out", default=None, help="output directory (default runs/<dataset>)")
     a("--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)")

@@ -48,6 +48,7 @@ class TrainConfig:
     devices: int | None = None  # data-parallel devices per process (`mlp_jax.training.distributed`); None: all local
     seed: int = 0
     patience: int | None = None  # early stopping on a validation split
+    restore_best: bool = True  # with patience: end with the weights of the best validation loss, not the last
     val_fraction: float = 0.1  # carved from the training split when patience is set
 
     def resolved(self) -> ResolvedConfig:
@@ -184,7 +185,7 @@ def _is_json_int(value: Any) -> bool:
 
 def config_from_saved(saved: Any, where: str) -> TrainConfig:
     """A `TrainConfig` from the dict a checkpoint saved, every field checked against its annotation
-    (a str, int, float, or tuple of ints, or None where the field allows it); UsageError otherwise."""
+    (a str, int, float, bool or tuple of ints, or None where the field allows it); UsageError otherwise."""
     if not isinstance(saved, dict):
         raise UsageError(f"cannot resume from {where}: metadata 'config': expected a dict, found {saved!r:.200}")
     fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
@@ -196,6 +197,7 @@ def config_from_saved(saved: Any, where: str) -> TrainConfig:
         "int": _is_json_int,
         "float": is_json_number,
         "tuple[int, ...]": lambda v: isinstance(v, (list, tuple)) and all(_is_json_int(s) for s in v),
+        "bool": lambda v: isinstance(v, bool),
     }
     values: dict[str, Any] = {}
     for name, value in saved.items():

@@ -3,20 +3,22 @@
 Everything lands in ``--out DIR``: ``metrics.json`` (config, per-epoch history, wall time and the final
 ``train_loss``, ``test_loss`` and ``test_accuracy`` or ``test_mse``), ``loss.png``,
 ``decision_boundary.png`` (2-D data sets), and ``checkpoint.npz`` (see `mlp_jax.training.checkpoint`), all
-written atomically. ``--resume DIR --epochs N`` continues the run in DIR up to N epochs in total.
+written atomically. ``--resume DIR --epochs N`` continues the run in DIR up to N epochs in total; a new run
+refuses a DIR that holds one unless ``overwrite``.
 
 `fit` runs five steps: check the config and the output directory (and, to resume, the saved progress) before
 any data is loaded; load the data and shape its targets for the loss; build the state (fresh, or loaded from
 the checkpoint) and place the arrays on the devices; run the epochs, checkpointing after each; then write the
-metrics and plots. The config lives in `mlp_jax.training.config`, the run directory's files in
-`mlp_jax.training.rundir`; their public names are importable from here too.
+metrics and plots (of the best validation epoch's params with ``restore_best``, `mlp_jax.training.results`).
+Ctrl-C or SIGTERM raises `TrainingInterrupted`, saying which checkpoint is kept. The config lives in
+`mlp_jax.training.config`, the run directory's files in `mlp_jax.training.rundir`; their public names are
+importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,6 @@ import numpy as np
 import optax
 
 from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, TrainingInterrupted, UsageError
-from mlp_jax.core.model import forward
 from mlp_jax.core.params import check_layer_sizes, init_params
 from mlp_jax.core.validation import prepare_targets
 from mlp_jax.training import distributed
@@ -40,9 +41,10 @@ from mlp_jax.training.config import (
     config_from_saved,
     make_optimizer,
 )
-from mlp_jax.training.data import Dataset, load_dataset
+from mlp_jax.training.data import load_dataset
 from mlp_jax.training.files import remove_stale_temporaries
 from mlp_jax.training.guards import numpy_warnings_silenced, terminate_as_interrupt
+from mlp_jax.training.results import Run, final_params, run_metrics
 from mlp_jax.training.rundir import (
     CHECKPOINT,
     METRICS,
@@ -101,28 +103,17 @@ def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, Splits]:
 # ------------------------------------------------------------------------------------ the state, placed
 
 
-@dataclasses.dataclass
-class _Run:
-    """A run in progress: its compiled functions, its arrays on the devices, and what it has done so far."""
-
-    config: ResolvedConfig
-    mesh: jax.sharding.Mesh
-    sizes: list[int]
-    train_epoch: Callable[[TrainState, Array, Array], tuple[TrainState, Array]]
-    evaluate: Callable[[Any, Array, Array], dict[str, Array]]
-    arrays: dict[str, tuple[Array, Array]]  # "train", "test" and, with a validation split, "val": (x, y)
-    state: TrainState
-    history: list[dict[str, Any]]
-    best: dict[str, Any]  # {"val_loss": None until a validation loss is seen, "epoch": its epoch}
-    epochs_done: int
-    dataset_sha256: str | None = None  # of a user's data file, saved with every checkpoint
-
-
 def _initial_state(
-    config: ResolvedConfig, sizes: list[int], optimizer: optax.GradientTransformation, out: Path, resume: bool
-) -> TrainState:
+    config: ResolvedConfig,
+    sizes: list[int],
+    optimizer: optax.GradientTransformation,
+    out: Path,
+    resume: bool,
+    with_best: bool,
+) -> tuple[TrainState, Any]:
     """A fresh state from the seed, or, to resume, the one in the checkpoint, checked against the shapes a
-    fresh one would have before anything is allocated (`out` is created first)."""
+    fresh one would have before anything is allocated (`out` is created first); and the best epoch's
+    params saved beside it (`with_best`), else None."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -133,12 +124,15 @@ def _initial_state(
         return init_train_state(init_params(init_key, sizes, init=config.init), optimizer, train_key)
 
     if not resume:
-        return fresh()
+        return fresh(), None
+    template: Any = jax.eval_shape(fresh)
+    if with_best:  # saved with a validation split: the best epoch's params beside the state
+        template = {"state": template, "best_params": template.params}
     try:
-        state, _ = load_checkpoint(out / CHECKPOINT, jax.eval_shape(fresh))
+        loaded, _ = load_checkpoint(out / CHECKPOINT, template)
     except CheckpointError as error:
         raise UsageError(str(error)) from None
-    return state
+    return (loaded["state"], loaded["best_params"]) if with_best else (loaded, None)
 
 
 def _place_arrays(splits: Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dict[str, tuple[Array, Array]]:
@@ -162,7 +156,7 @@ def _place_arrays(splits: Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dic
     return arrays
 
 
-def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[str, Any] | None) -> _Run:
+def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[str, Any] | None) -> Run:
     """The mesh, optimizer and state, the arrays placed, and the compiled epoch and evaluation."""
     sizes = [splits.x_train.shape[1], *config.hidden, splits.n_out]
     batch_size = min(config.batch_size, len(splits.x_train))
@@ -173,10 +167,12 @@ def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[st
     except ValueError as error:
         raise UsageError(str(error)) from None
     optimizer = make_optimizer(config, num_batches(len(splits.x_train), batch_size))
-    state = _initial_state(config, sizes, optimizer, out, resume=saved is not None)
+    with_best = saved is not None and saved.get("best_params") is True
+    state, best_params = _initial_state(config, sizes, optimizer, out, saved is not None, with_best)
     sharded = mesh.size > 1 or jax.process_count() > 1  # one device: the plain, unsharded path
     if sharded:
         state = distributed.replicate(state, mesh)
+        best_params = None if best_params is None else distributed.replicate(best_params, mesh)
     arrays = _place_arrays(splits, mesh, sharded)
     grad: Any = config.grad
     dropout = config.dropout  # in the epoch's updates only: evaluation never drops
@@ -192,8 +188,18 @@ def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[st
     evaluate = make_evaluate(activation=config.activation, loss=splits.loss, classification=classification)
     if saved is None:
         saved = {"history": [], "best": {"val_loss": None, "epoch": 0}, "epoch": 0}
-    return _Run(
-        config, mesh, sizes, train_epoch, evaluate, arrays, state, saved["history"], saved["best"], saved["epoch"]
+    return Run(
+        config,
+        mesh,
+        sizes,
+        train_epoch,
+        evaluate,
+        arrays,
+        state,
+        saved["history"],
+        saved["best"],
+        saved["epoch"],
+        best_params=best_params,
     )
 
 
@@ -227,7 +233,7 @@ def _finite_losses(device_losses: Array, epoch: int, state: TrainState, out: Pat
     return losses
 
 
-def _record(run: _Run, epoch: int, losses: np.ndarray, start: float) -> dict[str, Any]:
+def _record(run: Run, epoch: int, losses: np.ndarray, start: float) -> dict[str, Any]:
     """One epoch's line of the history: its step count, mean minibatch loss, every split's metrics, and the
     seconds since the run started."""
     record: dict[str, Any] = {"epoch": epoch + 1, "step": int(run.state.step), "batch_loss_mean": float(losses.mean())}
@@ -237,7 +243,7 @@ def _record(run: _Run, epoch: int, losses: np.ndarray, start: float) -> dict[str
     return record
 
 
-def _train(run: _Run, out: Path, quiet: bool, start: float, where: _Where) -> bool:
+def _train(run: Run, out: Path, quiet: bool, start: float, where: _Where) -> bool:
     """Run the epochs left, checkpointing after each (process 0 writes); True when early stopping ended it.
     `where` follows the epoch in progress."""
     progress = _progress(
@@ -252,7 +258,23 @@ def _train(run: _Run, out: Path, quiet: bool, start: float, where: _Where) -> bo
     return stopped_early
 
 
-def _epochs(run: _Run, out: Path, start: float, where: _Where, progress: Any) -> bool:
+def _save(run: Run, out: Path, epochs: int) -> None:
+    """The checkpoint after `epochs` epochs: the state, and with a validation split the best epoch's
+    params beside it (``{"state": ..., "best_params": ...}``), with the progress as metadata."""
+    with_best = run.best_params is not None
+    saved = {
+        "config": dataclasses.asdict(run.config),
+        "epoch": epochs,
+        "history": run.history,
+        "best": run.best,
+        "best_params": with_best,
+        "dataset_sha256": run.dataset_sha256,
+    }
+    tree = {"state": run.state, "best_params": run.best_params} if with_best else run.state
+    save_checkpoint(out / CHECKPOINT, tree, saved)
+
+
+def _epochs(run: Run, out: Path, start: float, where: _Where, progress: Any) -> bool:
     """The loop of `_train`."""
     config = run.config
     for epoch in progress:
@@ -261,16 +283,10 @@ def _epochs(run: _Run, out: Path, start: float, where: _Where, progress: Any) ->
         record = _record(run, epoch, _finite_losses(losses, epoch, run.state, out), start)
         if "val_loss" in record and (run.best["val_loss"] is None or record["val_loss"] < run.best["val_loss"]):
             run.best = {"val_loss": record["val_loss"], "epoch": epoch + 1}
+            run.best_params = jax.tree.map(jnp.copy, run.state.params)  # the next epoch donates the state's
         run.history.append(record)
         if distributed.is_primary():  # one writer; every process holds the same replicated state
-            saved = {
-                "config": dataclasses.asdict(config),
-                "epoch": epoch + 1,
-                "history": run.history,
-                "best": run.best,
-                "dataset_sha256": run.dataset_sha256,
-            }
-            save_checkpoint(out / CHECKPOINT, run.state, saved)
+            _save(run, out, epoch + 1)
         if hasattr(progress, "set_postfix"):
             progress.set_postfix(
                 {
@@ -282,61 +298,6 @@ def _epochs(run: _Run, out: Path, start: float, where: _Where, progress: Any) ->
         if config.patience is not None and epoch + 1 - run.best["epoch"] >= config.patience:
             return True
     return False
-
-
-# ------------------------------------------------------------------------------------------ the results
-
-
-def _test_mse_original_units(run: _Run, data: Dataset) -> float | None:
-    """The test mean squared error in the targets' original units, for a regression set that has them."""
-    if data.target_std is None:
-        return None
-    std = data.target_std.astype(np.float64)  # in float64: big targets overflow float32 here
-    x_te, y_te = run.arrays["test"]
-    predicted = np.asarray(forward(run.state.params, x_te, run.config.activation), np.float64) * std
-    return float(np.mean((predicted - np.asarray(y_te, np.float64) * std) ** 2))
-
-
-def _metrics(run: _Run, splits: Splits, stopped_early: bool, start: float) -> dict[str, Any]:
-    """What ``metrics.json`` holds: the config, the data set's shape, the history and the final results."""
-    final, data = run.history[-1], splits.data
-    metrics: dict[str, Any] = {
-        "config": dataclasses.asdict(run.config),
-        "dataset": {
-            "name": data.name,
-            "task": data.task,
-            "num_classes": data.num_classes,
-            "classes": list(data.class_names),  # classes[i]: the original label of class i
-            "n_train": len(splits.x_train),
-            "n_test": len(data.x_test),
-            "n_val": 0 if splits.x_val is None else len(splits.x_val),
-            "sha256": run.dataset_sha256,
-            "features": int(splits.x_train.shape[1]),
-        },
-        "layer_sizes": run.sizes,
-        "epochs": final["epoch"],
-        "steps": final["step"],
-        "history": run.history,
-        "train_loss": final["train_loss"],
-        "test_loss": final["test_loss"],
-        "stopped_early": stopped_early,
-        "best": run.best,
-        "wall_time_s": time.perf_counter() - start,
-        "device": str(jax.devices()[0]),
-        "devices": run.mesh.size,
-        "processes": jax.process_count(),
-        "versions": {"jax": jax.__version__, "optax": optax.__version__},
-        "checkpoint": CHECKPOINT,
-    }
-    if "test_accuracy" in final:
-        metrics["train_accuracy"] = final["train_accuracy"]
-        metrics["test_accuracy"] = final["test_accuracy"]
-    if data.task == "regression":
-        metrics["test_mse"] = final["test_loss"] if splits.loss == "mse" else None
-        original_units = _test_mse_original_units(run, data)
-        if original_units is not None:  # the same error in the targets' original units
-            metrics["test_mse_original_units"] = original_units
-    return metrics
 
 
 # ------------------------------------------------------------------------------------------------ fit
@@ -421,8 +382,8 @@ def _fit(
     if overwrite:
         clear_run(out)
     stopped_early = _train(run, out, quiet, start, where)
-    metrics = _metrics(run, splits, stopped_early, start)
+    metrics = run_metrics(run, splits, stopped_early, start)
     if distributed.is_primary():
         metrics = write_metrics(out, metrics, quiet=quiet)
-        write_plots(out, run.history, splits.data, run.state.params, run.config)
+        write_plots(out, run.history, splits.data, final_params(run)[0], run.config)
     return metrics

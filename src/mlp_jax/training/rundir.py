@@ -217,7 +217,10 @@ def saved_progress(path: Path) -> dict[str, Any]:
         raise bad("best", "{'val_loss': a number or None, 'epoch': an int}")
     if best["val_loss"] is not None and not math.isfinite(best["val_loss"]):  # inf, too, means no validation loss yet
         best = {"val_loss": None, "epoch": best["epoch"]}
-    return {"epoch": epoch, "history": history, "best": best}
+    with_best = meta.get("best_params", False)  # absent before the best epoch's params were saved too
+    if not isinstance(with_best, bool):
+        raise bad("best_params", "true or false")
+    return {"epoch": epoch, "history": history, "best": best, "best_params": with_best}
 
 
 def finite_or_null(tree: Any, where: str = "") -> tuple[Any, list[str]]:
