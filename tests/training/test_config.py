@@ -113,6 +113,7 @@ def test_config_from_saved_round_trips_a_resolved_config():
 def test_dropout_defaults_to_off_and_a_run_saved_before_dropout_resumes_without_it():
     assert TrainConfig(dataset="iris").resolved().dropout == 0.0
     assert TrainConfig(dataset="iris", dropout=0.25).resolved().dropout == 0.25
+    assert TrainConfig(dataset="mnist1d").resolved().dropout == 0.3  # the default that beats the references
     saved = dataclasses.asdict(TrainConfig(dataset="iris").resolved())
     del saved["dropout"]
     assert config_from_saved(saved, "ckpt").dropout == 0.0

@@ -102,7 +102,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "wine": dict(hidden=(32,), lr=1e-2, epochs=60, batch_size=16),
     "breast_cancer": dict(hidden=(16,), activation="tanh", lr=1e-2, epochs=20, batch_size=32),
     "diabetes": dict(hidden=(32,), lr=1e-2, epochs=100, batch_size=32),
-    "mnist1d": dict(hidden=(256, 256), lr=3e-3, schedule="cosine", epochs=60, batch_size=128),
+    "mnist1d": dict(hidden=(256, 256, 256), lr=2e-3, schedule="cosine", epochs=60, batch_size=64, dropout=0.3),
 }
 
 
