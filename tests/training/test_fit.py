@@ -262,9 +262,9 @@ def test_early_stopping_ends_with_the_best_validation_weights_unless_told_not_to
 
 @pytest.mark.slow  # three tiny trainings
 def test_a_resumed_run_keeps_the_best_weights_of_before_the_resume(tmp_path):
-    config = TrainConfig(dataset="iris", hidden=(8,), epochs=12, lr=0.3, batch_size=16, patience=50)
+    config = TrainConfig(dataset="iris", hidden=(4,), epochs=6, lr=0.3, batch_size=16, patience=50)
     full = fit(config, tmp_path / "full", quiet=True)
-    fit(dataclasses.replace(config, epochs=6), tmp_path / "part", quiet=True)
+    fit(dataclasses.replace(config, epochs=3), tmp_path / "part", quiet=True)
     part = fit(config, tmp_path / "part", resume=True, quiet=True)
     for key in ("best_epoch", "restored_best", "train_loss", "test_loss", "test_accuracy"):
         assert part[key] == full[key], key
