@@ -1,4 +1,4 @@
-"""The `mlp-jax` command line: `train`, `gradcheck` and `bench` subcommands.
+"""The `mlp-jax` command line: `train`, `gradcheck`, `curvcheck` and `bench` subcommands.
 
 Bad input (unknown names, malformed flags, missing or malformed files) prints one line on stderr and
 exits with code 2, no traceback. Each subcommand lives in its own module and exposes
@@ -20,6 +20,7 @@ from mlp_jax.core.errors import UsageError
 SUBCOMMANDS = {
     "train": ("mlp_jax.cli.train", "train an MLP on a data set; write metrics, plots and a checkpoint"),
     "gradcheck": ("mlp_jax.cli.gradcheck", "compare manual, autodiff and finite-difference gradients"),
+    "curvcheck": ("mlp_jax.cli.curvcheck", "compare each curvature quantity with its float64 autodiff reference"),
     "bench": ("mlp_jax.cli.bench", "benchmark manual against autodiff gradients"),
 }
 USAGE = f"""usage: mlp-jax [--import MODULE ...] [{{{",".join(SUBCOMMANDS)}}}] [options]

@@ -264,5 +264,6 @@ def grad_variance(
     params: Params, x: Array, y: Array, *, activation: str, loss: str, sample_weight: Array | None = None
 ) -> Params:
     """``sum_n c_n (grad l_n - grad L)^2`` elementwise: the mean over n of the squared deviation from the
-    mean gradient without weights. O(B width)."""
+    mean gradient without weights. O(B width). Computed as ``E[g^2] - E[g]^2`` (clipped at 0), as
+    BackPACK does: its rounding error is relative to ``E[g^2]``, not to the variance itself."""
     return _one("grad_variance", params, x, y, activation, loss, sample_weight)

@@ -42,11 +42,11 @@ def exact_factor(loss: str, logits: Array, y: Array) -> tuple[Array, Array | Non
         # diag(sqrt p) - p sqrt(p)^T: its square is diag(p) - p p^T, since sum(p) = 1
         p = softmax(logits, y)
         root = jnp.sqrt(p)
-        s = root[:, :, None] * eye - p[:, :, None] * root[:, None, :]
+        s = root[:, :, None] * eye[None] - p[:, :, None] * root[:, None, :]
         return s * jnp.sqrt(_label_mass(logits, y)), None
     if is_builtin(loss) and loss == "sigmoid_binary_cross_entropy":
         sig = jax.nn.sigmoid(logits)
-        return jnp.sqrt(sig * (1 - sig) / out)[:, :, None] * eye, None
+        return jnp.sqrt(sig * (1 - sig) / out)[:, :, None] * eye[None], None
     eigenvalues, vectors = jnp.linalg.eigh(loss_hessian(loss)(logits, y))  # (B, out), (B, out, out)
     return vectors * jnp.sqrt(jnp.abs(eigenvalues))[:, None, :], jnp.sign(eigenvalues)
 
