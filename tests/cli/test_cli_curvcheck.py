@@ -6,9 +6,9 @@ import json
 
 import jax.numpy as jnp
 import pytest
-from helpers import SOFTSIGN
 
 import mlp_jax as mj
+from helpers import SOFTSIGN
 from mlp_jax.cli.main import main
 
 
@@ -30,7 +30,7 @@ def test_curvcheck_float32_passes(capsys):
 
 
 def test_a_wrong_second_derivative_fails_with_exit_1(restored_registries, capsys):
-    wrong = lambda z: 1.01 * (-2 * z / (1 + jnp.abs(z)) ** 3)  # noqa: E731
+    wrong = lambda z: 1.01 * (-2 * z / (1 + jnp.abs(z)) ** 3)
     mj.register_activation("bad_softsign", *SOFTSIGN, second_derivative=wrong, verify=False)
     code = main(["curvcheck", "--sizes", "3,4,2", "--batch", "3", "--activation", "bad_softsign", "--loss", "mse"])
     text = capsys.readouterr().out
