@@ -9,6 +9,7 @@ import pytest
 
 import mlp_jax as mj
 from helpers import SOFTSIGN, assert_works_everywhere, small_problem
+from mlp_jax.core import activations
 from mlp_jax.core.activations import register_activation
 from mlp_jax.core.verify import DerivativeError
 
@@ -100,3 +101,27 @@ def test_bad_activation_registrations_are_refused(restored_registries):
 def test_overwrite_replaces_an_activation(restored_registries):
     register_activation("tanh", *SOFTSIGN, overwrite=True)
     assert mj.get_activation("tanh").fn is SOFTSIGN[0]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
+@pytest.mark.parametrize("name", sorted(activations.BUILTIN))
+def test_second_derivative_matches_jax_grad_grad_on_the_verification_grid(name, dtype):
+    from mlp_jax.core.verify import check_derivative
+
+    act = activations.BUILTIN[name]
+    z = jnp.asarray(activations.VERIFY_GRID, dtype)
+    expected = jax.vmap(jax.grad(jax.grad(act.fn)))(z)
+    check_derivative(f"phi'' of {name}", expected, act.second_derivative(z), lambda i: str(activations.VERIFY_GRID[i]))
+
+
+def test_a_wrong_second_derivative_is_refused(restored_registries):
+    with pytest.raises(mj.DerivativeError, match="second derivative of activation 'soft'"):
+        mj.register_activation(
+            "soft",
+            jax.nn.softplus,
+            jax.nn.sigmoid,
+            second_derivative=lambda z: 1.01 * jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z)),
+        )
+    assert "soft" not in mj.known_activations()
+    with pytest.raises(TypeError, match="second_derivative must be a callable"):
+        mj.register_activation("soft", jax.nn.softplus, jax.nn.sigmoid, second_derivative=3)

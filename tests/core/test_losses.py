@@ -165,3 +165,32 @@ def test_bad_loss_registrations_are_refused(restored_registries):
 def test_overwrite_replaces_a_loss(restored_registries):
     register_loss("mse", huber, huber_grad, overwrite=True)
     assert mj.get_loss("mse").per_example is huber
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize(
+    "name, labels",
+    [
+        ("mse", False),
+        ("softmax_cross_entropy", True),
+        ("softmax_cross_entropy", False),
+        ("sigmoid_binary_cross_entropy", False),
+    ],
+)
+def test_builtin_hessians_match_jax_hessian(name, labels):
+    spec = losses.BUILTIN[name]
+    logits = jnp.asarray(losses.VERIFY_LOGITS)
+    rng = np.random.default_rng(0)
+    y = jnp.arange(12) % 3 if labels else jnp.asarray(rng.uniform(0, 1, (12, 3)))
+    expected = jax.vmap(jax.hessian(lambda f, t: spec.per_example(f[None], t[None])[0]))(logits, y)
+    np.testing.assert_allclose(spec.hessian(logits, y), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.x64
+def test_a_wrong_loss_hessian_is_refused(restored_registries):
+    def hessian(logits, y):
+        return 1.01 * jnp.broadcast_to(jnp.eye(3) * (2.0 / 3), (logits.shape[0], 3, 3))
+
+    with pytest.raises(mj.DerivativeError, match="hessian of loss 'sq'"):
+        mj.register_loss("sq", losses._mse, losses._mse_grad, hessian=hessian)
+    mj.register_loss("sq", losses._mse, losses._mse_grad, hessian=lambda l, y: hessian(l, y) / 1.01)
