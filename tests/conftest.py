@@ -63,7 +63,7 @@ def restored_registries():
     """The activation and loss registries as they were before the test, whatever it registers."""
     from mlp_jax.core import activations, losses
 
-    registries = (activations._REGISTRY, losses._REGISTRY, losses._LABEL_TARGETS)
+    registries = (activations._REGISTRY, activations._SECOND, losses._REGISTRY, losses._LABEL_TARGETS)
     saved = [type(r)(r) for r in registries]
     yield
     for registry, old in zip(registries, saved):

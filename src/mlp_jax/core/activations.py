@@ -28,8 +28,15 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 class Activation(NamedTuple):
     fn: Callable[[Array], Array]
     derivative: Callable[[Array], Array]
-    # phi'': used by the curvature tools (diag_hessian, hessian_vector_product); None when not given
-    second_derivative: Callable[[Array], Array] | None = None
+
+
+class _WithSecond(NamedTuple):
+    """A built-in's three functions; phi'' is kept apart (`second_derivative`), so `Activation` stays
+    the (fn, derivative) pair users unpack."""
+
+    fn: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+    second: Callable[[Array], Array]
 
 
 def _gelu_tanh_derivative(z: Array) -> Array:
@@ -79,33 +86,37 @@ def _silu_second(z: Array) -> Array:
 
 _zeros = jnp.zeros_like  # phi'' of the piecewise-linear activations (0 at the kinks, as jax.grad's)
 
-BUILTIN: dict[str, Activation] = {
-    "relu": Activation(jax.nn.relu, lambda z: (z > 0).astype(z.dtype), _zeros),
-    "leaky_relu": Activation(
+_BUILTIN_FUNCTIONS: dict[str, _WithSecond] = {
+    "relu": _WithSecond(jax.nn.relu, lambda z: (z > 0).astype(z.dtype), _zeros),
+    "leaky_relu": _WithSecond(
         lambda z: jax.nn.leaky_relu(z, LEAKY_SLOPE),
         lambda z: jnp.where(z >= 0, 1, LEAKY_SLOPE).astype(z.dtype),
         _zeros,
     ),
-    "elu": Activation(
+    "elu": _WithSecond(
         lambda z: jax.nn.elu(z, ELU_ALPHA),
         lambda z: jnp.where(z > 0, 1, ELU_ALPHA * jnp.exp(jnp.minimum(z, 0))).astype(z.dtype),
         lambda z: jnp.where(z > 0, 0, ELU_ALPHA * jnp.exp(jnp.minimum(z, 0))).astype(z.dtype),
     ),
-    "gelu": Activation(
+    "gelu": _WithSecond(
         lambda z: jax.nn.gelu(z, approximate=False),
         # Phi(z) + z * phi(z)
         lambda z: 0.5 * (1 + jax.lax.erf(z / math.sqrt(2.0))) + z * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z),
         lambda z: (2 - z * z) * _INV_SQRT_2PI * jnp.exp(-0.5 * z * z),  # phi(z) (2 - z^2)
     ),
-    "gelu_tanh": Activation(lambda z: jax.nn.gelu(z, approximate=True), _gelu_tanh_derivative, _gelu_tanh_second),
-    "tanh": Activation(jnp.tanh, _tanh_derivative, _tanh_second),
-    "sigmoid": Activation(jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z)), _sigmoid_second),
-    "softplus": Activation(jax.nn.softplus, jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z))),
-    "silu": Activation(jax.nn.silu, _silu_derivative, _silu_second),
-    "identity": Activation(lambda z: z, jnp.ones_like, _zeros),
+    "gelu_tanh": _WithSecond(lambda z: jax.nn.gelu(z, approximate=True), _gelu_tanh_derivative, _gelu_tanh_second),
+    "tanh": _WithSecond(jnp.tanh, _tanh_derivative, _tanh_second),
+    "sigmoid": _WithSecond(jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z)), _sigmoid_second),
+    "softplus": _WithSecond(jax.nn.softplus, jax.nn.sigmoid, lambda z: jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z))),
+    "silu": _WithSecond(jax.nn.silu, _silu_derivative, _silu_second),
+    "identity": _WithSecond(lambda z: z, jnp.ones_like, _zeros),
 }
 
+BUILTIN: dict[str, Activation] = {name: Activation(f.fn, f.derivative) for name, f in _BUILTIN_FUNCTIONS.items()}
+
 _REGISTRY: dict[str, Activation] = dict(BUILTIN)
+# phi'' by name, for the curvature tools (diag_hessian, hessian_vector_product)
+_SECOND: dict[str, Callable[[Array], Array]] = {name: f.second for name, f in _BUILTIN_FUNCTIONS.items()}
 
 
 def known_activations() -> list[str]:
@@ -162,12 +173,16 @@ def register_activation(
         _verify_activation(name, fn, derivative)
         if second_derivative is not None:
             _verify_activation(name, jax.grad(fn), second_derivative, what="second derivative")
-    _REGISTRY[name] = Activation(fn, derivative, second_derivative)
+    _REGISTRY[name] = Activation(fn, derivative)
+    _SECOND.pop(name, None)
+    if second_derivative is not None:
+        _SECOND[name] = second_derivative
 
 
 def second_derivative(name: str) -> Callable[[Array], Array]:
     """phi'' of activation `name`; a ValueError saying how to provide it when it was registered without."""
-    phi2 = get_activation(name).second_derivative
+    get_activation(name)
+    phi2 = _SECOND.get(name)
     if phi2 is None:
         raise ValueError(
             f"activation {name!r} has no second derivative: register it with "
