@@ -32,15 +32,17 @@ ENTRY_KEYS = {
 
 @pytest.mark.slow  # compiles three functions: several seconds on a loaded machine
 def test_stage_on_a_tiny_config_gives_every_key(monkeypatch):
-    monkeypatch.setattr(curvature, "quantities_for", lambda config: ("per_example_grad_norms",))
+    """One quantity of each kind of call: plain, with the MC key, with the vector v."""
+    names = ("per_example_grad_norms", "kfac_mc", "ggn_vector_product")
+    monkeypatch.setattr(curvature, "quantities_for", lambda config: names)
     out = curvature.run_curvature(
         [parse_config("1x8x16")], repeats=2, min_sample=0.001, backpack=False, log=lambda m: None
     )
     assert set(out) == {"settings", "configs"} and out["settings"]["activation"] == "tanh"
     entry = out["configs"]["1x8x16"]
     assert set(entry) == {"config", "quantities", "load_average"}
+    assert all(set(entry["quantities"][name]) == ENTRY_KEYS for name in names)
     e = entry["quantities"]["per_example_grad_norms"]
-    assert set(e) == ENTRY_KEYS
     medians = {name: e[name]["step_s"]["median"] for name in ("gradient", "mlp_jax", "autodiff")}
     assert e["ratio_to_gradient"] == pytest.approx(medians["mlp_jax"] / medians["gradient"])
     assert e["ratio_to_autodiff"] == pytest.approx(medians["mlp_jax"] / medians["autodiff"])
