@@ -21,7 +21,10 @@ def test_help_lists_every_subcommand(capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["fit"], "mlp-jax: error: unknown command 'fit'; expected one of ['train', 'gradcheck', 'curvcheck', 'bench']"),
+        (
+            ["fit"],
+            "mlp-jax: error: unknown command 'fit'; expected one of ['train', 'gradcheck', 'curvcheck', 'bench']",
+        ),
         (["--import"], "mlp-jax: error: --import needs a module name"),
         (["--import", "no_such_module_here", "gradcheck"], "mlp-jax: error: --import no_such_module_here: No module"),
         (["gradcheck", "--no-such-flag"], "mlp-jax gradcheck: error: unrecognized arguments: --no-such-flag"),
