@@ -28,6 +28,7 @@ from mlp_jax.core.params import MAX_PARAMETERS as MAX_PARAMETERS
 from mlp_jax.core.params import Layer as Layer
 from mlp_jax.core.params import Params as Params
 from mlp_jax.core.params import init_params as init_params
+from mlp_jax.core.validation import check_targets as check_targets
 from mlp_jax.tools.curvature import EXTRAS as EXTRAS
 from mlp_jax.tools.curvature import KFACFactors as KFACFactors
 from mlp_jax.tools.curvature import backprop_with as backprop_with

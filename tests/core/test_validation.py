@@ -204,3 +204,110 @@ def test_value_checks_wait_for_concrete_values():
     weights = jax.jit(lambda w: prepare_sample_weight(w, 2, jnp.float32))(jnp.zeros(2))
     assert weights.tolist() == [0.0, 0.0]
     assert prepare_sample_weight(None, 2, jnp.float32) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# Concrete inputs are checked everywhere (issue 17, defect 12); traced ones cannot be
+
+
+@pytest.fixture(params=["forward", "loss", "backprop"])
+def concrete_call(request):
+    """Each entry point called on concrete values, where the value checks run."""
+    return entry_point(request.param)
+
+
+def test_non_finite_x_is_refused_like_non_finite_y(params, concrete_call):
+    """Once a silent NaN loss and NaN gradients, while a NaN in y was refused."""
+    call = concrete_call
+    for bad in (jnp.nan, jnp.inf, -jnp.inf):
+        with pytest.raises(ValueError, match=r"x must be finite, got (nan|inf|-inf) at index \(3, 2\)"):
+            call(params, X.at[3, 2].set(bad))
+    with pytest.raises(ValueError, match=r"x must be finite, got nan at index \(0, 1\)"):
+        call(params, np.array([[1, np.nan, 0, 0]] * 6, np.float32))  # numpy input too
+
+
+@pytest.mark.parametrize(
+    "y,match",
+    [
+        (
+            [[-1.0, 1.0, 1.0]] + [[1.0, 0.0, 0.0]] * 5,
+            r"probabilities in \[0, 1\] \(or integer labels\), got values in \[-1.0, 1.0\]",
+        ),
+        ([[1.0, 1.0, 0.0]] + [[1.0, 0.0, 0.0]] * 5, r"rows that sum to 1 .*, got row 0 summing to 2"),
+        ([[0.2, 0.2, 0.2]] * 6, r"rows that sum to 1 .*, got row 0 summing to 0.6"),
+        ([[2.0, -0.5, -0.5]] * 6, r"probabilities in \[0, 1\]"),
+    ],
+    ids=["negative", "sum-2", "sum-0.6", "sums-to-1-but-negative"],
+)
+@pytest.mark.parametrize("entry", [mj.loss, mj.backprop, mj.manual_loss])
+def test_softmax_probability_targets_must_be_probabilities(params, entry, y, match):
+    """Once a loss of any sign: -sum(y * log_softmax) with y = [-1, 1, 1] (or [2, -.5, -.5]) is no
+    cross-entropy."""
+    with pytest.raises(ValueError, match=match):
+        entry(params, X, jnp.asarray(y, jnp.float32), "relu", "softmax_cross_entropy")
+
+
+def test_probability_targets_within_rounding_of_a_sum_of_1_are_accepted(params):
+    smoothed = 0.9 * jax.nn.one_hot(LABELS, 3) + 0.1 / 3  # label smoothing, rounded in float32
+    softmax = jax.nn.softmax(jax.random.normal(jax.random.key(1), (6, 3)))
+    bf16 = mj.init_params(jax.random.key(0), [4, 5, 3], dtype=jnp.bfloat16)
+    for p, y in ((params, smoothed), (params, softmax), (params, jax.nn.one_hot(LABELS, 3, dtype=jnp.int32))):
+        assert jnp.isfinite(mj.loss(p, X, y, loss="softmax_cross_entropy"))
+    assert jnp.isfinite(
+        mj.loss(bf16, X.astype(jnp.bfloat16), softmax.astype(jnp.bfloat16), loss="softmax_cross_entropy")
+    )
+
+
+@pytest.mark.x64
+def test_check_gradients_checks_its_concrete_inputs(params):
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\).*\[-1, 2\]"):
+        mj.check_gradients(params, X, LABELS.at[0].set(-1), activation="tanh", loss="softmax_cross_entropy")
+    with pytest.raises(ValueError, match="x must be finite"):
+        mj.check_gradients(params, X.at[0, 0].set(jnp.nan), LABELS, activation="tanh", loss="softmax_cross_entropy")
+
+
+@pytest.mark.parametrize(
+    "y,loss,match",
+    [
+        (np.array([0, 1, -1]), "softmax_cross_entropy", r"integer labels must lie in \[0, 3\).*\[-1, 1\]"),
+        (np.array([0, 3, 1]), "softmax_cross_entropy", r"integer labels must lie in \[0, 3\)"),
+        (np.full((3, 3), -0.1), "softmax_cross_entropy", r"probabilities in \[0, 1\]"),
+        (np.full((3, 3), 1.5), "sigmoid_binary_cross_entropy", r"expects y in \[0, 1\]"),
+        (np.array([[0.0, np.nan, 1.0]] * 3), "mse", r"y must be finite, got nan at index \(0, 1\)"),
+        (np.zeros((3, 2)), "mse", r"loss 'mse' expects y of shape \(3, 3\), got \(3, 2\)"),
+        (np.zeros(3), "sigmoid_binary_cross_entropy", r"expects y of shape \(3, 3\), got \(3,\)"),
+        (np.float32(1.0), "mse", r"y must hold one row per example \(at least 1-D\), got shape \(\)"),
+        (np.zeros(3), "no_such_loss", "unknown loss 'no_such_loss'"),
+    ],
+    ids=["label--1", "label-C", "negative-probability", "bce-over-1", "nan", "width", "1-d-dense", "scalar", "name"],
+)
+def test_check_targets_refuses_what_the_loss_cannot_take(y, loss, match):
+    with pytest.raises(ValueError, match=match):
+        mj.check_targets(y, loss, 3)
+
+
+def test_check_targets_accepts_what_the_loss_takes():
+    assert mj.check_targets(np.array([0, 2, 1]), "softmax_cross_entropy", 3) is None
+    assert mj.check_targets(jnp.full((2, 4), 0.25), "softmax_cross_entropy", 4) is None
+    assert mj.check_targets(np.eye(3, dtype=bool), "sigmoid_binary_cross_entropy", 3) is None
+    assert mj.check_targets(np.full((5, 1), -7.5), "mse", 1) is None
+    with pytest.raises(ValueError, match="num_outputs must be a positive integer, got 0"):
+        mj.check_targets(np.zeros((2, 1)), "mse", 0)
+
+
+def test_traced_values_are_not_checked_and_do_not_error(params):
+    """Under jit the values are tracers: only shapes and dtypes are checked, the documented limit. A label
+    of -1 then wraps to the last class, as JAX indexing does; check concrete data first (check_targets)."""
+    loss = jax.jit(mj.loss, static_argnames=("activation", "loss"))
+    backprop = jax.jit(mj.backprop, static_argnames=("activation", "loss"))
+    wrapped = loss(params, X, LABELS.at[0].set(-1), loss="softmax_cross_entropy")
+    last = loss(params, X, LABELS.at[0].set(2), loss="softmax_cross_entropy")
+    assert float(wrapped) == pytest.approx(float(last), rel=1e-6)
+    value, _ = backprop(params, X.at[0, 0].set(jnp.nan), LABELS, loss="softmax_cross_entropy")
+    assert jnp.isnan(value)
+    negative = jnp.asarray([[-1.0, 1.0, 1.0]] * 6)
+    assert jnp.isfinite(backprop(params, X, negative, loss="softmax_cross_entropy")[0])
+    traced_check = jax.jit(lambda y: mj.check_targets(y, "softmax_cross_entropy", 3) or y)
+    assert traced_check(jnp.array([0, 5, -1])).tolist() == [0, 5, -1]
+    with pytest.raises(ValueError, match=r"integer labels must have shape \(3,\)|expects y of shape"):
+        jax.jit(lambda y: mj.check_targets(y, "softmax_cross_entropy", 3) or y)(jnp.zeros((3, 2)))

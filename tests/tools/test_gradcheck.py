@@ -124,7 +124,10 @@ def test_nonfinite_values_are_located(registry):
     assert report.nonfinite == NonFinite(layer=0, quantity="delta", stage="backward")
     assert not report.ok
     assert "NON-FINITE: the first NaN or inf is in delta of layer 0 (backward pass)" in report.table()
-    report = check_gradients(params, jnp.array([[jnp.inf, 2.0]]), y, activation="tanh", loss="mse")
+    with pytest.raises(ValueError, match=r"x must be finite, got inf at index \(0, 0\)"):  # refused up front
+        check_gradients(params, jnp.array([[jnp.inf, 2.0]]), y, activation="tanh", loss="mse")
+    inf_weight = (mj.Layer(params[0].w.at[0, 0].set(jnp.inf), params[0].b), params[1])  # params are not checked
+    report = check_gradients(inf_weight, jnp.array([[1.0, 2.0]]), y, activation="identity", loss="mse")
     assert report.nonfinite == NonFinite(layer=0, quantity="z", stage="forward")
     assert json.loads(report.to_json())["leaves"][0]["checks"]["manual vs autodiff"]["max_abs"] in ("nan", "inf")
 

@@ -22,8 +22,13 @@ def forward(
     layer, the output layer linear. With ``dropout=rate`` in [0, 1) and a PRNG `key`, each hidden unit's
     output is dropped with probability `rate` and the kept ones scaled by ``1 / (1 - rate)`` (inverted
     dropout); off when the rate is 0 or `key` is None."""
-    phi = get_activation(activation).fn
     x, _ = check_inputs(params, x)
+    return _logits(params, x, activation, dropout, key)
+
+
+def _logits(params: Params, x: Array, activation: str, dropout: float, key: Array | None) -> Array:
+    """`forward` on checked params and x (checked once, not again for `loss`)."""
+    phi = get_activation(activation).fn
     masks = dropout_masks(params, x.shape[0], check_dropout(dropout, key), key)
     a = x
     for l, layer in enumerate(params[:-1]):
@@ -48,5 +53,5 @@ def loss(
     `sample_weight` of shape (batch,)). See `mlp_jax.core.losses` for the exact definitions. `dropout`
     and `key` as for `forward`."""
     x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
-    logits = forward(params, x, activation, dropout=dropout, key=key)
+    logits = _logits(params, x, activation, dropout, key)
     return reduce(get_loss(loss).per_example(logits, y), sample_weight)

@@ -29,7 +29,7 @@ import optax
 
 from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, TrainingInterrupted, UsageError
 from mlp_jax.core.params import check_layer_sizes, init_params
-from mlp_jax.core.validation import prepare_targets
+from mlp_jax.core.validation import check_targets
 from mlp_jax.training import distributed
 from mlp_jax.training.checkpoint import load_checkpoint, save_checkpoint
 from mlp_jax.training.config import (
@@ -144,7 +144,7 @@ def _place_arrays(splits: Splits, mesh: jax.sharding.Mesh, sharded: bool) -> dic
     )
     try:
         for y_split in (y_tr, y_te):
-            prepare_targets(splits.loss, y_split, y_split.shape[0], splits.n_out, jnp.float32)
+            check_targets(y_split, splits.loss, splits.n_out)
     except (ValueError, TypeError) as error:
         raise UsageError(f"labels do not fit loss {splits.loss!r}: {error}") from None
     arrays = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
