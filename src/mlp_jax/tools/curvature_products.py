@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from mlp_jax.core.activations import get_activation, second_derivative
 from mlp_jax.core.backprop import ForwardCache, backward
-from mlp_jax.core.losses import get_loss, loss_hessian, reduce_grad
+from mlp_jax.core.losses import get_loss, loss_hessian, scaled_grad_logits
 from mlp_jax.core.params import Layer, Params
 from mlp_jax.tools.curvature_pass import CurvaturePass, forward_pass
 
@@ -103,7 +103,7 @@ def hessian_vector_product(
     p = forward_pass(params, x, y, activation, loss, sample_weight)
     dphi = get_activation(activation).derivative
     phi2 = second_derivative(activation) if len(params) > 1 else jnp.zeros_like  # no hidden layer: unused
-    dlogits = reduce_grad(get_loss(loss).grad_logits(p.cache.logits, p.y), p.sample_weight)
+    dlogits = scaled_grad_logits(get_loss(loss), p.cache.logits, p.y, p.sample_weight)  # as backprop's
     _, deltas = backward(params, p.cache, dlogits, activation, "batch")
     r_z = _r_forward(params, p.cache, v, activation)
     r_delta = _loss_curvature_times(p, loss, r_z[-1])
