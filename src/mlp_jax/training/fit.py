@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mlp_jax.core.errors import CheckpointError, DataError, NonFiniteLoss, TrainingInterrupted, UsageError
+from mlp_jax.core.errors import CheckpointError, NonFiniteLoss, TrainingInterrupted, UsageError
 from mlp_jax.core.params import check_layer_sizes, init_params
 from mlp_jax.core.validation import check_targets
 from mlp_jax.training import distributed
@@ -41,7 +41,6 @@ from mlp_jax.training.config import (
     config_from_saved,
     make_optimizer,
 )
-from mlp_jax.training.data import load_dataset
 from mlp_jax.training.files import remove_stale_temporaries
 from mlp_jax.training.guards import numpy_warnings_silenced, terminate_as_interrupt
 from mlp_jax.training.results import Run, final_params, run_metrics
@@ -58,7 +57,7 @@ from mlp_jax.training.rundir import (
     write_metrics,
     write_plots,
 )
-from mlp_jax.training.splits import Splits, split_validation, targets_for_loss
+from mlp_jax.training.splits import Splits, load_splits, split_validation, targets_for_loss
 from mlp_jax.training.steps import TrainState, init_train_state, make_evaluate, make_train_epoch, num_batches
 
 __all__ = [
@@ -81,23 +80,6 @@ Array = jax.Array
 
 
 # ------------------------------------------------------------------------------------------- the data
-
-
-def _load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, Splits]:
-    """The data set `config` names, its targets shaped for the loss (the task's default loss when none is
-    set, recorded in the returned config), and a validation split carved out when `patience` is set."""
-    try:
-        data = load_dataset(config.dataset, target=config.target, seed=config.seed, task=config.task)
-    except DataError as error:
-        raise UsageError(str(error)) from None
-    loss = config.loss or ("softmax_cross_entropy" if data.task == "classification" else "mse")
-    config = dataclasses.replace(config, loss=loss)
-    y_train, y_test, n_out = targets_for_loss(data, loss)
-    x_train = data.x_train
-    x_val = y_val = None
-    if config.patience is not None:
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, config.val_fraction, config.seed)
-    return config, Splits(data, loss, n_out, x_train, y_train, y_test, x_val, y_val)
 
 
 # ------------------------------------------------------------------------------------ the state, placed
@@ -376,7 +358,7 @@ def _fit(
     if sha256 is not None:  # a user's file: its resolved path, so that the run resumes from anywhere
         resolved = dataclasses.replace(resolved, dataset=str(Path(resolved.dataset).resolve()))
     saved = _check_before_loading(resolved, out, resume=resume, overwrite=overwrite, started=time.time())
-    resolved, splits = _load_splits(resolved)
+    resolved, splits = load_splits(resolved)
     run = _build_run(resolved, splits, out, saved)
     run.dataset_sha256 = sha256
     if overwrite:

@@ -136,6 +136,13 @@ def resumed_config(config: TrainConfig, out: Path) -> TrainConfig:
     return dataclasses.replace(saved, **changed)
 
 
+def saved_dataset(saved: str, sha: str | None, out: Path) -> str:
+    """The data set the run in `out` was trained on, `saved` as its checkpoint names it: a built-in name as
+    it is, a user file's resolved path once it is checked to be there with its saved `sha` (UsageError
+    otherwise)."""
+    return _resumed_dataset(saved, saved, sha, out)
+
+
 def _resumed_dataset(given: str, saved: str, sha: str | None, out: Path) -> str:
     """The data set to resume with (see `resumed_config`); UsageError when it is not the saved one."""
     if given in KNOWN_DATASETS or saved in KNOWN_DATASETS:

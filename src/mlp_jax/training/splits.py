@@ -8,8 +8,9 @@ import dataclasses
 
 import numpy as np
 
-from mlp_jax.core.errors import UsageError
-from mlp_jax.training.data import Dataset
+from mlp_jax.core.errors import DataError, UsageError
+from mlp_jax.training.config import ResolvedConfig
+from mlp_jax.training.data import Dataset, load_dataset
 
 
 def targets_for_loss(data: Dataset, loss: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -68,3 +69,21 @@ class Splits:
     y_test: np.ndarray
     x_val: np.ndarray | None
     y_val: np.ndarray | None
+
+
+def load_splits(config: ResolvedConfig) -> tuple[ResolvedConfig, Splits]:
+    """The data set `config` names, its targets shaped for the loss (the task's default loss when none is
+    set, recorded in the returned config), and a validation split carved out when `patience` is set: the
+    same arrays for the same config, so a trained run's splits can be rebuilt (`mlp_jax.training.trained`)."""
+    try:
+        data = load_dataset(config.dataset, target=config.target, seed=config.seed, task=config.task)
+    except DataError as error:
+        raise UsageError(str(error)) from None
+    loss = config.loss or ("softmax_cross_entropy" if data.task == "classification" else "mse")
+    config = dataclasses.replace(config, loss=loss)
+    y_train, y_test, n_out = targets_for_loss(data, loss)
+    x_train = data.x_train
+    x_val = y_val = None
+    if config.patience is not None:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, config.val_fraction, config.seed)
+    return config, Splits(data, loss, n_out, x_train, y_train, y_test, x_val, y_val)
