@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import mlp_jax.cli.train as cli_train
+import mlp_jax.training.splits as splits_module
 from mlp_jax.cli.main import main
 from mlp_jax.training.checkpoint import save_checkpoint
 from mlp_jax.training.config import TrainConfig
@@ -310,9 +311,8 @@ def _crafted_run(out, **config):
 def test_resume_with_an_option_that_contradicts_the_run_exits_2_naming_it(
     tmp_path, capsys, monkeypatch, flags, message
 ):
-    import mlp_jax.training.fit as fit_module
 
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     _crafted_run(tmp_path)
     assert train("--resume", str(tmp_path), "--epochs", "3", *flags) == 2
     err = capsys.readouterr().err
@@ -320,12 +320,11 @@ def test_resume_with_an_option_that_contradicts_the_run_exits_2_naming_it(
 
 
 def test_resume_with_the_runs_own_options_goes_ahead(tmp_path, monkeypatch):
-    import mlp_jax.training.fit as fit_module
 
     def loaded(*args, **kwargs):
         raise LookupError("loading")
 
-    monkeypatch.setattr(fit_module, "load_dataset", loaded)
+    monkeypatch.setattr(splits_module, "load_dataset", loaded)
     _crafted_run(tmp_path)
     with pytest.raises(LookupError, match="loading"):  # past every check
         train("--resume", str(tmp_path), "--epochs", "3", "--hidden", "2", "--lr", "0.05", "--dataset", "xor",
@@ -341,7 +340,7 @@ def test_resume_help_lists_what_may_change(capsys):
 def test_a_crafted_checkpoint_asking_for_a_huge_net_is_refused_before_anything_is_built(tmp_path, capsys, monkeypatch):
     import mlp_jax.training.fit as fit_module
 
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     monkeypatch.setattr(fit_module, "init_params", lambda *a, **k: pytest.fail("net built"))
     _crafted_run(tmp_path, hidden=(30000, 30000))
     assert main(["train", "--quiet", "--resume", str(tmp_path), "--epochs", "3"]) == 2
@@ -433,9 +432,8 @@ def test_overwrite_is_passed_to_fit_and_refused_with_resume(tmp_path, captured, 
 
 
 def test_an_out_dir_that_cannot_be_created_exits_2_before_loading_data(tmp_path, capsys, monkeypatch):
-    import mlp_jax.training.fit as fit_module
 
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     assert train("--dataset", "xor", "--out", "/dev/null/x") == 2
     err = capsys.readouterr().err
     assert "cannot create output directory '/dev/null/x': '/dev/null' is not a directory" in err

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import mlp_jax.training.fit as fit_module
+import mlp_jax.training.splits as splits_module
 from mlp_jax.core.errors import NonFiniteLoss, UsageError
 from mlp_jax.training.checkpoint import load_checkpoint, read_metadata
 from mlp_jax.training.fit import TrainConfig, fit
@@ -21,14 +22,14 @@ from mlp_jax.training.fit import TrainConfig, fit
 
 
 def test_an_out_path_naming_a_file_is_refused_before_loading_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="exists and is not a directory"):
         fit(TrainConfig(dataset="xor"), tmp_path / "file", quiet=True)
 
 
 def test_a_bad_config_is_refused_before_loading_data(tmp_path, monkeypatch):
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     with pytest.raises(UsageError, match="--epochs must be >= 1"):
         fit(TrainConfig(dataset="xor", epochs=0), tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
@@ -44,12 +45,12 @@ def _stop_at_loading(*args, **kwargs):
 
 @pytest.mark.parametrize("existing", ["checkpoint.npz", "metrics.json"])
 def test_a_new_run_into_a_directory_holding_a_run_is_refused_before_loading_data(tmp_path, monkeypatch, existing):
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     (tmp_path / existing).write_text("the old run")
     with pytest.raises(UsageError, match=rf"{tmp_path} already holds a run \({existing}\).*--overwrite.*--resume"):
         fit(TrainConfig(dataset="xor"), tmp_path, quiet=True)
     assert (tmp_path / existing).read_text() == "the old run"
-    monkeypatch.setattr(fit_module, "load_dataset", _stop_at_loading)
+    monkeypatch.setattr(splits_module, "load_dataset", _stop_at_loading)
     with pytest.raises(_Loaded):  # asked for: goes ahead
         fit(TrainConfig(dataset="xor"), tmp_path, quiet=True, overwrite=True)
     with pytest.raises(UsageError, match="overwrite=True starts a new run; resume=True continues"):
@@ -58,7 +59,7 @@ def test_a_new_run_into_a_directory_holding_a_run_is_refused_before_loading_data
 
 @pytest.mark.parametrize("where", ["/dev/null/x", "file/sub/run"])
 def test_an_out_path_that_cannot_be_created_is_refused_before_loading_data(tmp_path, monkeypatch, where):
-    monkeypatch.setattr(fit_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(splits_module, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     (tmp_path / "file").write_text("")
     out = Path(where) if where.startswith("/") else tmp_path / where
     with pytest.raises(UsageError, match=rf"cannot create output directory '{out}': '.*' is not a directory"):
@@ -66,7 +67,7 @@ def test_an_out_path_that_cannot_be_created_is_refused_before_loading_data(tmp_p
 
 
 def test_stale_temporaries_are_removed_when_a_run_starts(tmp_path, monkeypatch):
-    monkeypatch.setattr(fit_module, "load_dataset", _stop_at_loading)
+    monkeypatch.setattr(splits_module, "load_dataset", _stop_at_loading)
     stale, other = tmp_path / ".checkpoint.npz.k2j_x9ab.tmp", tmp_path / "notes.txt"
     for path in (stale, other):
         path.write_bytes(b"x")
