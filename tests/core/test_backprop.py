@@ -31,7 +31,7 @@ autodiff_jit = jax.jit(autodiff, static_argnums=(3, 4))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@settings(max_examples=10)
+@settings(max_examples=6)
 @given(problem=problems())
 def test_backprop_matches_autodiff_property(activation, problem):
     dtype = problem["dtype"]

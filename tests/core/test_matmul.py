@@ -44,7 +44,7 @@ autodiff_jit = jax.jit(jax.value_and_grad(mj.loss), static_argnums=(3, 4))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["batch", "feature"])
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     problem=problems(max_depth=4, max_width=40, max_batch=40),
     activation=st.sampled_from(["relu", "tanh", "gelu"]),
