@@ -82,7 +82,7 @@ def test_quiet_silences_numpy_runtime_warnings_of_the_run(tmp_path, monkeypatch)
         np.float32(3e38) * np.float32(10)  # overflows: a numpy RuntimeWarning
         raise _Loaded
 
-    monkeypatch.setattr(fit_module, "targets_for_loss", overflow_then_stop)
+    monkeypatch.setattr(splits_module, "targets_for_loss", overflow_then_stop)
     for quiet in (True, False):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
