@@ -11,6 +11,7 @@ runs that round, and products of two rounded factors).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from mlp_jax.core.losses import get_loss
 from mlp_jax.core.model import forward
 from mlp_jax.core.model import loss as mean_loss
 from mlp_jax.core.params import Layer, Params, layer_sizes
+from mlp_jax.core.validation import check_problem
 from mlp_jax.tools.curvature import backprop_with
 from mlp_jax.tools.curvature_products import ggn_vector_product, hessian_vector_product
 
@@ -75,8 +77,10 @@ class CurvatureReport:
         return json.dumps({**dataclasses.asdict(self), "ok": self.ok}, indent=2)
 
 
+@functools.partial(jax.jit, static_argnames=("activation", "loss"))
 def _references(params64: Params, x, y, activation: str, loss: str, v64) -> dict[str, Any]:
-    """Float64 autodiff references of every quantity (flat over params, or per layer for K-FAC)."""
+    """Float64 autodiff references of every quantity (flat over params, or per layer for K-FAC), compiled as
+    one program: op by op, the references' hundreds of small kernels each took a compilation."""
     theta, unravel = ravel_pytree(params64)
     spec = get_loss(loss)
     total = lambda t: mean_loss(unravel(t), x, y, activation=activation, loss=loss)
@@ -121,6 +125,17 @@ def _leaves(value: Any) -> list[tuple[int, str, Any]]:
     return out
 
 
+@functools.partial(jax.jit, static_argnames=("activation", "loss"))
+def _quantities(params: Params, x, y, v: Params, activation: str, loss: str) -> dict[str, Any]:
+    """Every quantity from the hand-written passes, compiled as one program."""
+    _, _, got = backprop_with(
+        params, x, y, activation=activation, loss=loss, extras=(*EXTRAS, "per_example_grad_norms")
+    )
+    got["ggn_vector_product"] = ggn_vector_product(params, x, y, v, activation=activation, loss=loss)
+    got["hessian_vector_product"] = hessian_vector_product(params, x, y, v, activation=activation, loss=loss)
+    return got
+
+
 def check_curvature(params: Params, x, y, *, activation: str, loss: str, seed: int = 0) -> CurvatureReport:
     """Every curvature quantity of `params` on ``(x, y)`` (no sample weights) against float64 autodiff.
     Needs JAX's 64-bit mode on (the reference is float64)."""
@@ -129,11 +144,8 @@ def check_curvature(params: Params, x, y, *, activation: str, loss: str, seed: i
     dtype = jnp.dtype(params[0].w.dtype)
     rng = np.random.default_rng(seed)
     v = tuple(Layer(*(jnp.asarray(rng.standard_normal(leaf.shape), dtype) for leaf in layer)) for layer in params)
-    _, _, got = backprop_with(
-        params, x, y, activation=activation, loss=loss, extras=(*EXTRAS, "per_example_grad_norms")
-    )
-    got["ggn_vector_product"] = ggn_vector_product(params, x, y, v, activation=activation, loss=loss)
-    got["hessian_vector_product"] = hessian_vector_product(params, x, y, v, activation=activation, loss=loss)
+    check_problem(params, x, y, activation, loss)  # the values, before they become a jitted call's tracers
+    got = _quantities(params, x, y, v, activation=activation, loss=loss)
     to64 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if a.dtype == dtype else a, tree)
     ref = _references(to64(params), to64(x), to64(y), activation, loss, to64(v))
     eps = float(jnp.finfo(dtype).eps)
