@@ -29,6 +29,15 @@ from mlp_jax.core.params import Layer as Layer
 from mlp_jax.core.params import Params as Params
 from mlp_jax.core.params import init_params as init_params
 from mlp_jax.core.validation import check_targets as check_targets
+from mlp_jax.second_order.kfac import KFACState as KFACState
+from mlp_jax.second_order.kfac import kfac as kfac
+from mlp_jax.second_order.laplace import Posterior as Posterior
+from mlp_jax.second_order.laplace import RegressionPredictive as RegressionPredictive
+from mlp_jax.second_order.laplace import laplace as laplace
+from mlp_jax.second_order.laplace import optimize_prior_precision as optimize_prior_precision
+from mlp_jax.second_order.spectrum import hessian_eigenvalues as hessian_eigenvalues
+from mlp_jax.second_order.spectrum import hessian_spectral_density as hessian_spectral_density
+from mlp_jax.second_order.spectrum import hessian_trace as hessian_trace
 from mlp_jax.tools.curvature import EXTRAS as EXTRAS
 from mlp_jax.tools.curvature import KFACFactors as KFACFactors
 from mlp_jax.tools.curvature import backprop_with as backprop_with

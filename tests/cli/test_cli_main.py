@@ -13,7 +13,9 @@ from mlp_jax.cli import main as cli
 def test_help_lists_every_subcommand(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("usage: mlp-jax [--import MODULE ...] [{train,gradcheck,curvcheck,bench}] [options]")
+    assert out.startswith(
+        "usage: mlp-jax [--import MODULE ...] [{train,gradcheck,curvcheck,bench,laplace,hessian}] [options]"
+    )
     for name in cli.SUBCOMMANDS:
         assert f"  {name} " in out
 
@@ -23,7 +25,8 @@ def test_help_lists_every_subcommand(capsys):
     [
         (
             ["fit"],
-            "mlp-jax: error: unknown command 'fit'; expected one of ['train', 'gradcheck', 'curvcheck', 'bench']",
+            "mlp-jax: error: unknown command 'fit'; expected one of "
+            "['train', 'gradcheck', 'curvcheck', 'bench', 'laplace', 'hessian']",
         ),
         (["--import"], "mlp-jax: error: --import needs a module name"),
         (["--import", "no_such_module_here", "gradcheck"], "mlp-jax: error: --import no_such_module_here: No module"),
@@ -73,7 +76,8 @@ def test_runs_as_a_module_in_a_fresh_process():
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        "mlp-jax: error: unknown command 'fit'; expected one of ['train', 'gradcheck', 'curvcheck', 'bench']"
+        "mlp-jax: error: unknown command 'fit'; expected one of "
+        "['train', 'gradcheck', 'curvcheck', 'bench', 'laplace', 'hessian']"
     ]
 
 

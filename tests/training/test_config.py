@@ -11,6 +11,7 @@ import pytest
 
 from mlp_jax.core.errors import UsageError
 from mlp_jax.core.params import init_params
+from mlp_jax.tools.curvature import KFACFactors
 from mlp_jax.training.config import (
     DATASET_DEFAULTS,
     GLOBAL_DEFAULTS,
@@ -49,11 +50,14 @@ def test_a_resolved_config_has_train_configs_fields_in_their_order():
 @pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_and_schedule_builds_and_steps(optimizer, schedule):
-    config = TrainConfig(optimizer=optimizer, schedule=schedule, weight_decay=1e-3).resolved()
+    decay = 0.0 if optimizer == "kfac" else 1e-3  # K-FAC has no weight decay
+    config = TrainConfig(optimizer=optimizer, schedule=schedule, weight_decay=decay).resolved()
     opt = make_optimizer(config, steps_per_epoch=10)
     params = init_params(jax.random.key(0), [3, 4, 2])
     grads = jax.tree.map(jnp.ones_like, params)
-    updates, _ = opt.update(grads, opt.init(params), params)
+    # K-FAC takes the Kronecker factors of the same pass as an extra argument: identity ones here
+    extra = {"kfac_factors": [KFACFactors(jnp.eye(i), jnp.eye(o)) for i, o in ((3, 4), (4, 2))]}
+    updates, _ = opt.update(grads, opt.init(params), params, **(extra if optimizer == "kfac" else {}))
     new = optax.apply_updates(params, updates)
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params))]
     assert any(changed) or schedule == "warmup-cosine"  # warmup starts at lr 0

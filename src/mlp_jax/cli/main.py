@@ -1,4 +1,4 @@
-"""The `mlp-jax` command line: `train`, `gradcheck`, `curvcheck` and `bench` subcommands.
+"""The `mlp-jax` command line: `train`, `gradcheck`, `curvcheck`, `bench`, `laplace` and `hessian` subcommands.
 
 Bad input (unknown names, malformed flags, missing or malformed files) prints one line on stderr and
 exits with code 2, no traceback. Each subcommand lives in its own module and exposes
@@ -22,6 +22,8 @@ SUBCOMMANDS = {
     "gradcheck": ("mlp_jax.cli.gradcheck", "compare manual, autodiff and finite-difference gradients"),
     "curvcheck": ("mlp_jax.cli.curvcheck", "compare each curvature quantity with its float64 autodiff reference"),
     "bench": ("mlp_jax.cli.bench", "benchmark manual against autodiff gradients"),
+    "laplace": ("mlp_jax.cli.laplace", "a Laplace posterior for a trained run; its calibration on the test split"),
+    "hessian": ("mlp_jax.cli.hessian", "the loss Hessian's top eigenvalues, trace and spectral density of a run"),
 }
 USAGE = f"""usage: mlp-jax [--import MODULE ...] [{{{",".join(SUBCOMMANDS)}}}] [options]
 

@@ -18,9 +18,10 @@ from mlp_jax.core.activations import get_activation
 from mlp_jax.core.errors import UsageError
 from mlp_jax.core.losses import get_loss
 from mlp_jax.core.params import INITS
+from mlp_jax.second_order.kfac import kfac
 from mlp_jax.training.steps import GRADS
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "kfac")
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
 
@@ -40,6 +41,9 @@ class TrainConfig:
     schedule: str | None = None  # constant, cosine or warmup-cosine
     warmup_epochs: int = 0  # warmup-cosine only
     weight_decay: float = 0.0
+    kfac_damping: float = 1e-3  # --optimizer kfac: added to each layer's kron(a, g) before inverting it
+    kfac_decay: float = 0.95  # --optimizer kfac: moving average of the Kronecker factors
+    kfac_update_every: int = 1  # --optimizer kfac: steps between refreshes of the factors' eigendecompositions
     dropout: float | None = None  # rate of inverted dropout after each hidden activation, in training only
     epochs: int | None = None
     schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
@@ -131,6 +135,9 @@ def make_optimizer(config: ResolvedConfig, steps_per_epoch: int) -> optax.Gradie
         "adam": lambda: optax.adam(lr),
         "adamw": lambda: optax.adamw(lr, weight_decay=config.weight_decay or 1e-4),
         "rmsprop": lambda: optax.rmsprop(lr),
+        "kfac": lambda: kfac(
+            lr, damping=config.kfac_damping, decay=config.kfac_decay, update_every=config.kfac_update_every
+        ),
     }
     if config.optimizer not in builders:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; expected one of {list(OPTIMIZERS)}")
@@ -150,6 +157,8 @@ def check_config(config: ResolvedConfig) -> None:
         raise UsageError(str(error)) from None
     if config.init not in INITS:
         raise UsageError(f"unknown init {config.init!r}; expected one of {sorted(INITS)}")
+    if config.optimizer == "kfac":
+        _check_kfac(config)
     make_optimizer(config, steps_per_epoch=1)  # raises UsageError for an unknown optimizer or schedule
     if config.grad not in GRADS:
         raise UsageError(f"unknown grad {config.grad!r}; expected one of {list(GRADS)}")
@@ -172,6 +181,21 @@ def check_config(config: ResolvedConfig) -> None:
         raise UsageError(f"--devices must be >= 1, got {config.devices}")
     if not 0 < config.val_fraction < 1:
         raise UsageError(f"--val-fraction must be in (0, 1), got {config.val_fraction}")
+
+
+def _check_kfac(config: ResolvedConfig) -> None:
+    """K-FAC takes its factors from the same manual pass as the gradient: no autodiff, dropout or weight decay."""
+    for flag, bad in (("--grad autodiff", config.grad != "manual"), ("--dropout", config.dropout > 0)):
+        if bad:
+            raise UsageError(f"--optimizer kfac takes its factors from the manual gradient's pass: drop {flag}")
+    if config.weight_decay:
+        raise UsageError("--optimizer kfac has no weight decay: drop --weight-decay (or raise --kfac-damping)")
+    if not (config.kfac_damping > 0 and math.isfinite(config.kfac_damping)):
+        raise UsageError(f"--kfac-damping must be a positive number, got {config.kfac_damping}")
+    if not 0 <= config.kfac_decay < 1:
+        raise UsageError(f"--kfac-decay must be in [0, 1), got {config.kfac_decay}")
+    if config.kfac_update_every < 1:
+        raise UsageError(f"--kfac-update-every must be >= 1, got {config.kfac_update_every}")
 
 
 def is_json_number(value: Any) -> bool:

@@ -152,6 +152,8 @@ def _build_run(config: ResolvedConfig, splits: Splits, out: Path, saved: dict[st
     with_best = saved is not None and saved.get("best_params") is True
     state, best_params = _initial_state(config, sizes, optimizer, out, saved is not None, with_best)
     sharded = mesh.size > 1 or jax.process_count() > 1  # one device: the plain, unsharded path
+    if sharded and config.optimizer == "kfac":
+        raise UsageError(f"--optimizer kfac trains on one device; this run has {mesh.size}: pass --devices 1")
     if sharded:
         state = distributed.replicate(state, mesh)
         best_params = None if best_params is None else distributed.replicate(best_params, mesh)

@@ -108,3 +108,48 @@ def plot_decision_boundary(
     ax.set(title=title or "decision boundary", xlabel="x0 (standardised)", ylabel="x1 (standardised)")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_reliability(curves: dict, path: Path, title: str = "") -> None:
+    """A reliability diagram: per model (name -> `mlp_jax.second_order.calibration.Reliability`), the accuracy
+    of each confidence bin against its mean confidence, the diagonal being perfect calibration; below, how
+    many test examples each bin holds."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.5, 6.5), sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for name, r in curves.items():
+        edges, count = np.asarray(r.edges), np.asarray(r.counts)
+        filled = count > 0
+        top.plot(np.asarray(r.confidence)[filled], np.asarray(r.accuracy)[filled], marker="o", label=name)
+        bottom.step(edges[:-1], count, where="post", label=name)
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set(xlabel="confidence (top-class probability)", ylabel="examples", yscale="log")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_coverage(levels: Sequence[float], curves: dict, path: Path, title: str = "") -> None:
+    """Regression calibration: the share of test targets inside each central predictive interval against
+    the interval's nominal level, per model (name -> coverage per level)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    for name, coverage in curves.items():
+        ax.plot(levels, coverage, marker="o", label=name)
+    ax.set(xlabel="nominal level of the central interval", ylabel="observed coverage", xlim=(0, 1), ylim=(0, 1))
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_spectral_density(densities: dict, path: Path, title: str = "") -> None:
+    """Spectral densities (name -> (grid, density)) on a log density axis, as PyHessian draws them."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, (grid, density) in densities.items():
+        ax.semilogy(np.asarray(grid), np.maximum(np.asarray(density), 1e-12), label=name)
+    ax.set(xlabel="eigenvalue", ylabel="density", ylim=(1e-8, None))
+    ax.set_title(title, fontsize=10)
+    if len(densities) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -26,6 +26,8 @@ from mlp_jax.core.losses import get_loss
 from mlp_jax.core.model import forward
 from mlp_jax.core.model import loss as loss_fn
 from mlp_jax.core.params import Params
+from mlp_jax.second_order.kfac import requested_extras
+from mlp_jax.tools.curvature import backprop_with
 
 Array = jax.Array
 GradFn = Callable[..., tuple[Array, Params]]
@@ -90,6 +92,47 @@ def gradient_fn(grad: str | GradFn, *, activation: str, loss: str, dropout: floa
     raise ValueError(f"unknown grad {grad!r}; expected one of {list(GRADS)} or a callable")
 
 
+def needs_key(optimizer: optax.GradientTransformation, dropout: float) -> bool:
+    """Whether every update needs its own PRNG key: for dropout's masks, or for an optimizer's sampled
+    curvature (`mlp_jax.kfac` with method="mc")."""
+    return bool(dropout) or any(name.endswith("_mc") for name in requested_extras(optimizer)[0])
+
+
+def _curvature_step(
+    optimizer: optax.GradientTransformation, activation: str, loss: str, grad: str | GradFn, dropout: float
+) -> Callable:
+    """The update of an optimizer that asks for curvature (`requested_extras`): the gradient and the
+    quantities from one hand-written pass (`mlp_jax.backprop_with`), passed to its update by name."""
+    extras, mc_samples = requested_extras(optimizer)
+    if grad != "manual" or dropout:
+        raise ValueError(
+            f"the optimizer takes {extras[0]!r} from the same hand-written pass as the gradient: it needs "
+            f"grad='manual' and no dropout, got grad={grad!r}, dropout={dropout}"
+        )
+    names = {name: name.removesuffix("_mc") for name in extras}
+    sampled = needs_key(optimizer, 0.0)
+
+    def step(params, opt_state, x, y, sample_weight=None, key=None):
+        if sampled and key is None:
+            raise ValueError(f"{extras[0]!r} samples labels from the model: every update needs its own key=")
+        value, grads, quantities = backprop_with(
+            params,
+            x,
+            y,
+            activation=activation,
+            loss=loss,
+            extras=extras,
+            sample_weight=sample_weight,
+            key=key,
+            mc_samples=mc_samples,
+        )
+        extra_args = {names[name]: quantities[name] for name in extras}
+        updates, opt_state = optimizer.update(grads, opt_state, params, **extra_args)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    return step
+
+
 def make_step(
     optimizer: optax.GradientTransformation,
     *,
@@ -99,7 +142,13 @@ def make_step(
     dropout: float = 0.0,
 ) -> Callable:
     """The pure, un-jitted update ``(params, opt_state, x, y, sample_weight=None, key=None) ->
-    (params, opt_state, loss_value)``; `make_update` jits it. With ``dropout=rate`` > 0, `key` is required."""
+    (params, opt_state, loss_value)``; `make_update` jits it. With ``dropout=rate`` > 0, `key` is required.
+
+    An optimizer that asks for curvature (`mlp_jax.kfac`) gets it from the same hand-written pass as the
+    gradient, as an extra argument of its update."""
+    if requested_extras(optimizer)[0]:
+        get_activation(activation), get_loss(loss)
+        return _curvature_step(optimizer, activation, loss, grad, dropout_rate(dropout))
     value_and_grad = gradient_fn(grad, activation=activation, loss=loss, dropout=dropout)
 
     def step(params, opt_state, x, y, sample_weight=None, key=None):
@@ -159,7 +208,12 @@ def make_fused_update(
             params, opt_state, value = step(*carry[:2], x, y, key=step_key)
             return (params, opt_state, value), (value if losses == "all" else None)
 
-        step_keys = jax.random.split(_key_for(key, rate), num_steps) if rate else None
+        keyed = needs_key(optimizer, rate)
+        if rate:
+            key = _key_for(key, rate)
+        elif keyed and key is None:
+            raise ValueError("the optimizer samples its curvature: the fused update needs key=")
+        step_keys = jax.random.split(key, num_steps) if keyed else None
         first = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
         (params, opt_state, last), values = jax.lax.scan(body, (params, opt_state, first), step_keys, length=num_steps)
         return params, opt_state, values if losses == "all" else last
