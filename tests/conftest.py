@@ -77,7 +77,9 @@ def key():
 
 
 def pytest_addoption(parser, pluginmanager):
-    """``-n auto`` from pyproject's addopts, accepted and ignored when xdist is off (``-p no:xdist``)."""
+    """``-n auto --dist worksteal`` from pyproject's addopts, accepted and ignored when xdist is off
+    (``-p no:xdist``)."""
     if not pluginmanager.hasplugin("xdist"):
         # pytest reserves lowercase short options for plugins; xdist registers its own -n the same way
         parser.getgroup("xdist")._addoption("-n", dest="numprocesses", default=None, help="ignored: xdist is off")
+        parser.getgroup("xdist").addoption("--dist", dest="dist", default=None, help="ignored: xdist is off")

@@ -131,8 +131,10 @@ def test_target_kinds_and_builtins(restored_registries):
 @pytest.mark.x64
 @pytest.mark.parametrize(
     "name,value,grad,targets",
-    [("huber", huber, huber_grad, "dense"), ("tempered_ce", tempered_ce, tempered_ce_grad, "labels")],
-    ids=["dense", "labels"],
+    [
+        pytest.param("huber", huber, huber_grad, "dense", id="dense", marks=pytest.mark.slow),
+        pytest.param("tempered_ce", tempered_ce, tempered_ce_grad, "labels", id="labels"),
+    ],
 )
 def test_registered_loss_works_everywhere(name, value, grad, targets, capsys, restored_registries):
     register_loss(name, value, grad, targets=targets)

@@ -78,6 +78,7 @@ def _check_against_dense(params, x, y, x_test, activation, likelihood, subset, s
         assert _rel(pred.variance, jnp.diagonal(f_var, axis1=1, axis2=2) + sigma**2) <= tol
 
 
+@pytest.mark.slow
 @pytest.mark.x64
 @settings(max_examples=12, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: slow here
 @given(
@@ -95,6 +96,23 @@ def test_every_structure_matches_dense_references_in_float64(seed, sizes, n, act
     params, x, y, x_test = _problem(seed, sizes, n, likelihood)
     sigma = 0.7 if likelihood == "regression" else 1.0
     _check_against_dense(params, x, y, x_test, activation, likelihood, subset, structure, 0.5, sigma, 1e-10)
+
+
+@pytest.mark.x64
+@pytest.mark.parametrize(
+    ("likelihood", "subset", "structure"),
+    [
+        ("classification", "all", "kron"),
+        ("regression", "all", "diag"),
+        ("classification", "last_layer", "full"),
+        ("regression", "last_layer", "kron"),
+    ],
+)
+def test_a_fixed_net_matches_dense_references_in_float64(likelihood, subset, structure):
+    """The quick loop's cases; the property test above (slow) draws nets, data, activations and every case."""
+    params, x, y, x_test = _problem(10, [3, 4, 5, 3], 6, likelihood)
+    sigma = 0.7 if likelihood == "regression" else 1.0
+    _check_against_dense(params, x, y, x_test, "tanh", likelihood, subset, structure, 0.5, sigma, 1e-10)
 
 
 @pytest.mark.x64

@@ -62,6 +62,7 @@ def _check_all(params, x, y, activation, loss, weight, tol):
     assert _rel(flat(hv), ref.hessian @ flat(v)) <= tol
 
 
+@pytest.mark.slow
 @settings(max_examples=8, phases=[Phase.explicit, Phase.reuse, Phase.generate])  # no shrinking: slow here
 @given(problem=problems(max_depth=4, max_width=6, max_batch=8), activation=st.sampled_from(BUILTIN_ACTIVATIONS))
 def test_every_quantity_matches_autodiff_in_float64(problem, activation):
@@ -71,7 +72,21 @@ def test_every_quantity_matches_autodiff_in_float64(problem, activation):
         _check_all(params, x, y, activation, loss, weight, tol=1e-10)
 
 
-@pytest.mark.parametrize(("activation", "kind"), [("tanh", "softmax_int"), ("relu", "mse"), ("gelu", "sigmoid_bce")])
+@pytest.mark.x64
+def test_every_quantity_matches_autodiff_on_one_float64_net():
+    """The quick loop's float64 case; the property test above (slow) draws nets, activations and labels."""
+    params, x, y, loss, weight = make_problem(11, [3, 5, 4, 3], 6, "softmax_prob", jnp.float64, weighted=True)
+    _check_all(params, x, y, "softplus", loss, weight, tol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("activation", "kind"),
+    [
+        ("tanh", "softmax_int"),
+        pytest.param("relu", "mse", marks=pytest.mark.slow),
+        pytest.param("gelu", "sigmoid_bce", marks=pytest.mark.slow),
+    ],
+)
 def test_float32_with_64_bit_mode_off(activation, kind):
     assert not jax.config.read("jax_enable_x64")
     params, x, y, loss, weight = make_problem(3, [4, 6, 5, 3], 7, kind, jnp.float32, weighted=True)
@@ -81,7 +96,9 @@ def test_float32_with_64_bit_mode_off(activation, kind):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("kind", ["softmax_int", "softmax_prob", "mse", "sigmoid_bce"])
+@pytest.mark.parametrize(
+    "kind", ["softmax_int", "mse", *(pytest.param(k, marks=pytest.mark.slow) for k in ("softmax_prob", "sigmoid_bce"))]
+)
 def test_kflr_is_the_exact_ggn_block_for_one_example(kind):
     params, x, y, loss, _ = make_problem(5, [3, 4, 5, 3], 1, kind, jnp.float64)
     ref = reference(params, x, y, "tanh", loss)
@@ -100,6 +117,7 @@ def test_kfac_is_exact_for_a_linear_net_with_mse(weighted):
         assert _rel(jnp.kron(f.a, f.g), ref.ggn[w_slice, w_slice]) <= 1e-12
 
 
+@pytest.mark.slow
 @pytest.mark.x64
 def test_kfac_is_not_exact_for_a_batch_in_general():
     """The check above can fail: a tanh net at batch 7 is only approximately Kronecker."""
@@ -176,6 +194,7 @@ def test_mc_is_deterministic_for_a_key(kind):
     assert not all(np.array_equal(p, q) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
 
 
+@pytest.mark.slow
 @pytest.mark.x64
 @pytest.mark.parametrize("kind", ["softmax_int", "softmax_prob", "mse", "sigmoid_bce"])
 def test_mc_estimates_converge_to_the_exact_value(kind):

@@ -179,6 +179,12 @@ def register_activation(
         _SECOND[name] = second_derivative
 
 
+def registered(name: str) -> tuple[Activation, Callable[[Array], Array] | None]:
+    """What `name` stands for now: its (fn, derivative) and its second derivative or None. Part of a compiled
+    program's cache key where the name is static, so that a name registered again compiles anew."""
+    return get_activation(name), _SECOND.get(name)
+
+
 def second_derivative(name: str) -> Callable[[Array], Array]:
     """phi'' of activation `name`; a ValueError saying how to provide it when it was registered without."""
     get_activation(name)

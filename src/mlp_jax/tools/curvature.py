@@ -23,14 +23,17 @@ gradients or a dense Hessian. No jax.grad / jvp / vjp / linearize / hessian is u
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from mlp_jax.core.activations import registered
 from mlp_jax.core.backprop import backward
 from mlp_jax.core.losses import get_loss, loss_hessian
 from mlp_jax.core.params import Layer, Params
+from mlp_jax.core.validation import check_problem
 from mlp_jax.tools.curvature_pass import (
     CurvaturePass,
     backprop_columns,
@@ -134,7 +137,7 @@ def _ggn_family(
     return out
 
 
-def backprop_with(
+def _backprop_with(
     params: Params,
     x: Array,
     y: Array,
@@ -146,11 +149,7 @@ def backprop_with(
     key: Array | None = None,
     mc_samples: int = 1,
 ) -> tuple[Array, Params, dict[str, Any]]:
-    """``(loss_value, grads, quantities)``: the gradient (as `mlp_jax.backprop`) and each quantity named
-    in `extras` (any of `EXTRAS`: the functions' names, "_mc" for method="mc", and
-    "per_example_grad_norms"), from ONE forward pass. The gradient's backward pass gives the
-    first-order statistics; one factor pass serves diag_ggn, batch_diag_ggn and kfac_factors (the "_mc"
-    ones share one draw from `key`). Jit it with activation, loss, extras and mc_samples static."""
+    """`backprop_with`'s pass, traced inside `_compiled`."""
     names = _check_extras(extras, key, mc_samples)
     p = forward_pass(params, x, y, activation, loss, sample_weight)
     unscaled = get_loss(loss).grad_logits(p.cache.logits, p.y)  # (B, out): d l_n / d f_n
@@ -173,6 +172,60 @@ def backprop_with(
             Layer(w=(a * a).T @ m, b=jnp.sum(m, axis=0)) for a, m in zip(p.cache.inputs, diagonals)
         )
     return p.value, grads, {name: out[name] for name in names}
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "loss", "extras", "mc_samples", "functions"))
+def _compiled(params, x, y, sample_weight, key, *, activation, loss, extras, mc_samples, functions):
+    del functions  # part of the cache key only: the functions the names stand for
+    return _backprop_with(
+        params,
+        x,
+        y,
+        activation=activation,
+        loss=loss,
+        extras=extras,
+        sample_weight=sample_weight,
+        key=key,
+        mc_samples=mc_samples,
+    )
+
+
+def backprop_with(
+    params: Params,
+    x: Array,
+    y: Array,
+    *,
+    activation: str,
+    loss: str,
+    extras: Any = (),
+    sample_weight: Array | None = None,
+    key: Array | None = None,
+    mc_samples: int = 1,
+) -> tuple[Array, Params, dict[str, Any]]:
+    """``(loss_value, grads, quantities)``: the gradient (as `mlp_jax.backprop`) and each quantity named
+    in `extras` (any of `EXTRAS`: the functions' names, "_mc" for method="mc", and
+    "per_example_grad_norms"), from ONE forward pass. The gradient's backward pass gives the
+    first-order statistics; one factor pass serves diag_ggn, batch_diag_ggn and kfac_factors (the "_mc"
+    ones share one draw from `key`).
+
+    The inputs are checked first, their values too where they are concrete; then the pass runs as one
+    compiled program (cached per shape, names and registered functions), also when called eagerly."""
+    names = _check_extras(extras, key, mc_samples)
+    x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
+    functions = (registered(activation), get_loss(loss))
+    value, grads, quantities = _compiled(
+        params,
+        x,
+        y,
+        sample_weight,
+        key,
+        activation=activation,
+        loss=loss,
+        extras=names,
+        mc_samples=mc_samples,
+        functions=functions,
+    )
+    return value, grads, {name: quantities[name] for name in names}  # a jit's dict comes back sorted by key
 
 
 def _one(name: str, params: Params, x, y, activation: str, loss: str, sample_weight, key=None, mc_samples=1):

@@ -21,15 +21,17 @@ Both cost about two gradients (O(B width) memory). No jax.grad / jvp / vjp / lin
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from mlp_jax.core.activations import get_activation, second_derivative
+from mlp_jax.core.activations import get_activation, registered, second_derivative
 from mlp_jax.core.backprop import ForwardCache, backward
 from mlp_jax.core.losses import get_loss, loss_hessian, scaled_grad_logits
 from mlp_jax.core.params import Layer, Params
+from mlp_jax.core.validation import check_problem
 from mlp_jax.tools.curvature_pass import CurvaturePass, forward_pass
 
 Array = jax.Array
@@ -69,37 +71,33 @@ def _loss_curvature_times(p: CurvaturePass, loss: str, r_f: Array) -> Array:
     return jnp.einsum("bij,bj->bi", hessians, r_f) * p.scale[:, None]
 
 
-def ggn_vector_product(
-    params: Params,
-    x: Array,
-    y: Array,
-    v: Params,
-    *,
-    activation: str,
-    loss: str,
-    sample_weight: Array | None = None,
-) -> Params:
-    """G v for the GGN ``G = sum_n c_n J_n^T H_n J_n`` of the loss and a params-shaped v."""
-    check_direction(params, v)
+def _compile(product):
+    """`product` as one compiled program (cached per shape, names and the functions they stand for), its
+    inputs checked first, their values too where they are concrete."""
+
+    @functools.partial(jax.jit, static_argnames=("activation", "loss", "functions"))
+    def compiled(params, x, y, v, sample_weight, *, activation, loss, functions):
+        del functions  # part of the cache key only
+        return product(params, x, y, v, activation, loss, sample_weight)
+
+    @functools.wraps(product)
+    def checked(params, x, y, v, *, activation, loss, sample_weight=None):
+        check_direction(params, v)
+        x, y, sample_weight, _ = check_problem(params, x, y, activation, loss, sample_weight)
+        functions = (registered(activation), get_loss(loss))
+        return compiled(params, x, y, v, sample_weight, activation=activation, loss=loss, functions=functions)
+
+    return checked
+
+
+def _ggn_vector_product(params: Params, x: Array, y: Array, v: Params, activation: str, loss: str, sample_weight):
     p = forward_pass(params, x, y, activation, loss, sample_weight)
     r_z = _r_forward(params, p.cache, v, activation)
     grads, _ = backward(params, p.cache, _loss_curvature_times(p, loss, r_z[-1]), activation, "batch")
     return grads
 
 
-def hessian_vector_product(
-    params: Params,
-    x: Array,
-    y: Array,
-    v: Params,
-    *,
-    activation: str,
-    loss: str,
-    sample_weight: Array | None = None,
-) -> Params:
-    """H v for the Hessian ``d^2 L / d theta^2`` and a params-shaped v (needs phi'' of the activation
-    and the loss's Hessian)."""
-    check_direction(params, v)
+def _hessian_vector_product(params: Params, x: Array, y: Array, v: Params, activation: str, loss: str, sample_weight):
     p = forward_pass(params, x, y, activation, loss, sample_weight)
     dphi = get_activation(activation).derivative
     phi2 = second_derivative(activation) if len(params) > 1 else jnp.zeros_like  # no hidden layer: unused
@@ -121,3 +119,36 @@ def hessian_vector_product(
             back = delta @ w.T  # (B, d_l)
             r_delta = (r_delta @ w.T + delta @ dw.T) * dphi(z) + back * phi2(z) * r_z[l - 1]
     return tuple(reversed(products))
+
+
+def ggn_vector_product(
+    params: Params,
+    x: Array,
+    y: Array,
+    v: Params,
+    *,
+    activation: str,
+    loss: str,
+    sample_weight: Array | None = None,
+) -> Params:
+    """G v for the GGN ``G = sum_n c_n J_n^T H_n J_n`` of the loss and a params-shaped v."""
+    return _ggn(params, x, y, v, activation=activation, loss=loss, sample_weight=sample_weight)
+
+
+def hessian_vector_product(
+    params: Params,
+    x: Array,
+    y: Array,
+    v: Params,
+    *,
+    activation: str,
+    loss: str,
+    sample_weight: Array | None = None,
+) -> Params:
+    """H v for the Hessian ``d^2 L / d theta^2`` and a params-shaped v (needs phi'' of the activation
+    and the loss's Hessian)."""
+    return _hessian(params, x, y, v, activation=activation, loss=loss, sample_weight=sample_weight)
+
+
+_ggn = _compile(_ggn_vector_product)
+_hessian = _compile(_hessian_vector_product)
