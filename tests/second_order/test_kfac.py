@@ -34,17 +34,32 @@ def _batches(count, sizes=(3, 4, 2), batch=5):
 def test_the_step_is_the_dense_damped_kronecker_inverse_times_the_gradient(activation):
     params, x, y, loss, _ = make_problem(0, [3, 4, 2], 5, "softmax_int", jnp.float64)
     _, grads, q = mj.backprop_with(params, x, y, activation=activation, loss=loss, extras=("kfac_factors",))
-    opt = mj.kfac(0.5, damping=0.1)
+    opt = mj.kfac(0.5, damping=0.1, kl_clip=None)
     updates, state = opt.update(grads, opt.init(params), params, kfac_factors=q["kfac_factors"])
     assert tree_max_rel_error(updates, _dense_step(grads, q["kfac_factors"], 0.1, 0.5)) < 1e-12
     assert int(state.step) == 1
 
 
 @pytest.mark.x64
+@pytest.mark.x64
+def test_kl_clipping_scales_a_large_step_to_the_bound_and_leaves_a_small_one():
+    params, x, y, loss, _ = make_problem(2, [3, 4, 2], 5, "softmax_int", jnp.float64)
+    _, grads, q = mj.backprop_with(params, x, y, activation="tanh", loss=loss, extras=("kfac_factors",))
+    factors = q["kfac_factors"]
+    plain = _dense_step(grads, factors, 1e-3, 1.0)  # lr 1
+    quadratic = -sum(jnp.vdot(s, g) for s, g in zip(jax.tree.leaves(plain), jax.tree.leaves(grads)))
+    for clip in (float(quadratic) / 10, float(quadratic) * 10):
+        opt = mj.kfac(1.0, damping=1e-3, kl_clip=clip)
+        updates, _ = opt.update(grads, opt.init(params), params, kfac_factors=factors)
+        scale = min(1.0, (clip / float(quadratic)) ** 0.5)
+        assert tree_max_rel_error(updates, jax.tree.map(lambda u: scale * u, plain)) < 1e-10
+
+
+@pytest.mark.x64
 def test_the_factors_are_a_moving_average_and_the_inverse_is_refreshed_every_n_steps():
     params = make_problem(0, [3, 4, 2], 5, "softmax_int", jnp.float64)[0]
     kw = dict(activation="tanh", loss="softmax_cross_entropy")
-    opt = mj.kfac(0.3, damping=0.05, decay=0.9, update_every=3)
+    opt = mj.kfac(0.3, damping=0.05, decay=0.9, update_every=3, kl_clip=None)
     state = opt.init(params)
     average, used = None, None
     for step, (x, y) in enumerate(_batches(5)):
@@ -61,7 +76,7 @@ def test_the_factors_are_a_moving_average_and_the_inverse_is_refreshed_every_n_s
 @pytest.mark.x64
 def test_make_update_takes_the_factors_from_the_same_pass_as_the_gradient():
     params, x, y, loss, weight = make_problem(1, [3, 5, 2], 6, "softmax_int", jnp.float64, weighted=True)
-    opt = mj.kfac(optax.linear_schedule(0.5, 0.1, 10), damping=0.01)
+    opt = mj.kfac(optax.linear_schedule(0.5, 0.1, 10), damping=0.01, kl_clip=1e-4)
     update = mj.make_update(opt, activation="tanh", loss=loss, donate=False)
     new_params, state, value = update(params, opt.init(params), x, y, sample_weight=weight)
     v, grads, q = mj.backprop_with(
@@ -99,6 +114,7 @@ def test_bad_requests_are_refused():
         (dict(update_every=0), "update_every must be an integer >= 1"),
         (dict(method="fisher"), "method must be one of"),
         (dict(mc_samples=0), "mc_samples must be an integer >= 1"),
+        (dict(kl_clip=0.0), "kl_clip must be a positive number"),
     ]:
         with pytest.raises(ValueError, match=message):
             mj.kfac(0.1, **kwargs)

@@ -9,7 +9,10 @@ row-major, ``G_b = g``), the step is the damped natural-gradient step, per layer
     update  = -learning_rate * that
 
 with ``a = Qa diag(la) Qa^T`` and ``g = Qg diag(lg) Qg^T``. The damping is added to the Kronecker product
-itself (exact Tikhonov damping), not to each factor. The factors are averaged over steps,
+itself (exact Tikhonov damping), not to each factor. With `kl_clip` (Ba, Grosse and Martens, 2017) the
+update is scaled by ``min(1, sqrt(kl_clip / (learning_rate^2 <step, grad>)))``, which bounds the change the
+quadratic model predicts: the step stays finite where the factors have near-zero eigenvalues (dead ReLU
+units) and the damping is small. The factors are averaged over steps,
 ``avg <- decay avg + (1 - decay) new`` (the first step's factors as they are), and the eigendecompositions
 are refreshed from the average every `update_every` steps (the first step included); in between the last
 ones are used.
@@ -103,11 +106,14 @@ def kfac(
     update_every: int = 1,
     method: str = "exact",
     mc_samples: int = 1,
+    kl_clip: float | None = 1e-3,
 ) -> KFACTransformation:
     """K-FAC: ``-learning_rate (kron(a, g) + damping I)^-1 grad`` per layer, with the factors averaged at
     `decay` and their eigendecompositions refreshed every `update_every` steps. ``method="exact"`` takes
     the exact factors (KFLR, ``out`` columns per example); ``"mc"`` those of `mc_samples` labels sampled
-    from the model (K-FAC proper), which needs a key per step. `learning_rate` may be an optax schedule."""
+    from the model (K-FAC proper), which needs a key per step. `learning_rate` may be an optax schedule.
+    `kl_clip` (None: off) scales each update down so that ``learning_rate^2 <step, grad>`` stays
+    at most `kl_clip`."""
     if not callable(learning_rate):
         _positive("learning_rate", learning_rate)
     _positive("damping", damping)
@@ -119,6 +125,8 @@ def kfac(
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 1:
         raise ValueError(f"mc_samples must be an integer >= 1, got {mc_samples!r}")
+    if kl_clip is not None:
+        _positive("kl_clip", kl_clip)
 
     def init(params: Params) -> KFACState:
         factors = tuple(
@@ -154,6 +162,9 @@ def kfac(
         eigen = jax.lax.cond(refresh, _decompose, lambda _: state.eigen, factors)
         lr = learning_rate(state.step) if callable(learning_rate) else learning_rate
         steps = precondition(grads, eigen, damping)
+        if kl_clip is not None:  # lr^2 <F^-1 g, g>: the quadratic model's predicted change
+            quadratic = lr**2 * sum(jnp.vdot(s, g) for s, g in zip(jax.tree.leaves(steps), jax.tree.leaves(grads)))
+            lr = lr * jnp.minimum(1.0, jnp.sqrt(kl_clip / jnp.maximum(quadratic, jnp.finfo(quadratic.dtype).tiny)))
         updates = jax.tree.map(lambda s: -lr * s, steps)
         return updates, KFACState(state.step + 1, factors, eigen)
 

@@ -22,6 +22,7 @@ from mlp_jax.second_order.kfac import kfac
 from mlp_jax.training.steps import GRADS
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "kfac")
+KFAC_LR = 0.3  # --optimizer kfac without --lr: chosen on digits' validation split (benchmarks/kfac_results.py)
 SCHEDULES = ("constant", "cosine", "warmup-cosine")
 
 
@@ -43,7 +44,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     kfac_damping: float = 1e-3  # --optimizer kfac: added to each layer's kron(a, g) before inverting it
     kfac_decay: float = 0.95  # --optimizer kfac: moving average of the Kronecker factors
-    kfac_update_every: int = 1  # --optimizer kfac: steps between refreshes of the factors' eigendecompositions
+    kfac_update_every: int = 10  # --optimizer kfac: steps between refreshes of the factors' eigendecompositions
     dropout: float | None = None  # rate of inverted dropout after each hidden activation, in training only
     epochs: int | None = None
     schedule_epochs: int | None = None  # horizon of cosine schedules; default: epochs of the first run
@@ -58,6 +59,8 @@ class TrainConfig:
     def resolved(self) -> ResolvedConfig:
         """The config with every None replaced by the data set's default or the global default."""
         defaults = {**GLOBAL_DEFAULTS, **DATASET_DEFAULTS.get(self.dataset, {})}
+        if self.optimizer == "kfac":  # the data sets' learning rates are adam's
+            defaults["lr"] = KFAC_LR
         filled = {
             k: defaults[k] if getattr(self, k) is None and k in defaults else getattr(self, k)
             for k in (f.name for f in dataclasses.fields(self))
