@@ -163,7 +163,8 @@ def kfac(
         lr = learning_rate(state.step) if callable(learning_rate) else learning_rate
         steps = precondition(grads, eigen, damping)
         if kl_clip is not None:  # lr^2 <F^-1 g, g>: the quadratic model's predicted change
-            quadratic = lr**2 * sum(jnp.vdot(s, g) for s, g in zip(jax.tree.leaves(steps), jax.tree.leaves(grads)))
+            inner = sum(jnp.vdot(s, g) for s, g in zip(jax.tree.leaves(steps), jax.tree.leaves(grads)))
+            quadratic = jnp.asarray(lr**2 * inner)
             lr = lr * jnp.minimum(1.0, jnp.sqrt(kl_clip / jnp.maximum(quadratic, jnp.finfo(quadratic.dtype).tiny)))
         updates = jax.tree.map(lambda s: -lr * s, steps)
         return updates, KFACState(state.step + 1, factors, eigen)
