@@ -210,6 +210,8 @@ def main() -> None:
                     {k: report[k] for k in ("sizes", "activation", "likelihood", "n_train", "n_test")},
                     map=report["test"]["map"],
                 )
+                if "map_sigma_noise" in report:
+                    entry["map_sigma_noise"] = report["map_sigma_noise"]
                 label = f"Laplace {subset} {structure}"
                 curves.setdefault("MAP", post_curves["map"])
                 curves[label] = post_curves["laplace"]
