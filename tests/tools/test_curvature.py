@@ -235,6 +235,7 @@ def _huber_hessian(logits, y):
 
 
 @pytest.mark.x64
+@pytest.mark.slow  # registered phi'' is also covered, quickly, by test_cli_curvcheck's planted error
 def test_registered_activation_and_loss_with_second_derivatives(restored_registries):
     mj.register_activation("softsign", *SOFTSIGN, second_derivative=_softsign_second)
     mj.register_loss("huber", huber, huber_grad, hessian=_huber_hessian)
