@@ -42,6 +42,19 @@ def test_resume_equals_uninterrupted_bit_for_bit(tmp_path):
 
 
 @pytest.mark.slow
+def test_kfac_trains_and_resumes_bit_for_bit(tmp_path):
+    """--optimizer kfac: its state (averaged factors, eigendecompositions) checkpoints and resumes exactly."""
+    common = ["--dataset", "iris", "--hidden", "8", "--batch-size", "16", "--optimizer", "kfac"]
+    assert train(*common, "--kfac-update-every", "3", "--epochs", "4", "--out", str(tmp_path / "full")) == 0
+    assert train(*common, "--kfac-update-every", "3", "--epochs", "2", "--out", str(tmp_path / "part")) == 0
+    assert main(["train", "--quiet", "--resume", str(tmp_path / "part"), "--epochs", "4"]) == 0
+    full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    part = json.loads((tmp_path / "part" / "metrics.json").read_text())
+    assert full["config"]["optimizer"] == "kfac" and full["config"]["lr"] == 0.3
+    assert part["test_accuracy"] == full["test_accuracy"] > 0.8 and part["train_loss"] == full["train_loss"]
+
+
+@pytest.mark.slow
 def test_real_divergence_exits_1(tmp_path, capsys):
     code = train(
         "--dataset", "sine", "--optimizer", "sgd", "--lr", "1e12", "--epochs", "3", "--out", str(tmp_path / "boom")
@@ -149,12 +162,22 @@ def test_console_script_in_subprocess(tmp_path):
     "args,message",
     [
         (["--dataset", "xor", "--patience", "2", "--val-fraction", "0.9"], "leaves none to train on"),
+        (["--dataset", "xor", "--optimizer", "kfac", "--dropout", "0.2"], "--optimizer kfac takes its factors"),
+        (["--dataset", "xor", "--optimizer", "kfac", "--kfac-decay", "1"], "--kfac-decay must be in [0, 1)"),
         (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0"),
         (["--warmup-epochs", "-1"], "--warmup-epochs must be >= 0"),
         (["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
         (["--dropout", "-0.5"], "--dropout must be in [0, 1), got -0.5"),
     ],
-    ids=["validation-takes-all", "weight-decay-nan", "negative-warmup", "dropout-1", "dropout-negative"],
+    ids=[
+        "validation-takes-all",
+        "kfac-dropout",
+        "kfac-decay",
+        "weight-decay-nan",
+        "negative-warmup",
+        "dropout-1",
+        "dropout-negative",
+    ],
 )
 def test_more_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
     test_bad_input_one_line_exit_2(tmp_path, capsys, args, message)

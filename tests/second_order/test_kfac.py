@@ -88,6 +88,21 @@ def test_make_update_takes_the_factors_from_the_same_pass_as_the_gradient():
     assert int(state.step) == 1
 
 
+@pytest.mark.x64
+def test_a_fused_update_is_the_same_steps_one_by_one():
+    params, x, y, loss, _ = make_problem(3, [3, 4, 2], 6, "softmax_int", jnp.float64)
+    opt = mj.kfac(0.2, damping=0.05, update_every=2)
+    fused = mj.make_fused_update(opt, 3, activation="tanh", loss=loss, donate=False)
+    got, state, losses = fused(params, opt.init(params), x, y)
+    update = mj.make_update(opt, activation="tanh", loss=loss, donate=False)
+    expected, s = params, opt.init(params)
+    for _ in range(3):
+        expected, s, _ = update(expected, s, x, y)
+    assert tree_max_rel_error(got, expected) < 1e-12 and int(state.step) == 3 and losses.shape == (3,)
+    with pytest.raises(ValueError, match="needs key="):
+        mj.make_fused_update(mj.kfac(0.1, method="mc"), 2, activation="tanh", loss=loss)(params, opt.init(params), x, y)
+
+
 def test_a_kfac_epoch_trains_and_mc_factors_need_a_key():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((96, 4)), jnp.float32)
