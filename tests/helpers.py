@@ -75,6 +75,16 @@ def problems(draw, max_depth: int = 5, max_width: int = 16, max_batch: int = 32)
     )
 
 
+def activation_kind_pairs(activations, kinds=LABEL_KINDS) -> list:
+    """Every (activation, label kind) pair as a pytest param; the quick suite runs each activation once, its
+    kind rotating through the kinds (so every kind is met too), and the other pairs are marked slow."""
+    return [
+        pytest.param(a, k, marks=() if j == i % len(kinds) else (pytest.mark.slow,))
+        for i, a in enumerate(activations)
+        for j, k in enumerate(kinds)
+    ]
+
+
 ENTRY_POINTS = ["forward", "loss", "backprop", "jit_backprop"]
 LABELS = jnp.array([0, 1, 2, 0, 1, 2], jnp.int32)  # for a (6, 4) x and 3 outputs
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 import mlp_jax as mj
 from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem, problems, x64_for
+from helpers import LABEL_KINDS, activation_kind_pairs, make_problem, problems, x64_for
 from mlp_jax.core.backprop import ManualPass, manual_backward, manual_forward, manual_pass
 from mlp_jax.core.x64 import x64_mode
 
@@ -114,7 +114,7 @@ def central_differences(f, params, step=1e-6):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("activation,kind", list(itertools.product(ACTIVATIONS, LABEL_KINDS)))
+@pytest.mark.parametrize("activation,kind", activation_kind_pairs(ACTIVATIONS))
 def test_backprop_matches_finite_differences(activation, kind):
     params, x, y, loss, weight = make_problem(7, [3, 4, 2], 5, kind, jnp.float64, weighted=True)
     if activation == "relu" or activation == "leaky_relu":

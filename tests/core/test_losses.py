@@ -133,7 +133,7 @@ def test_target_kinds_and_builtins(restored_registries):
     "name,value,grad,targets",
     [
         pytest.param("huber", huber, huber_grad, "dense", id="dense", marks=pytest.mark.slow),
-        pytest.param("tempered_ce", tempered_ce, tempered_ce_grad, "labels", id="labels"),
+        pytest.param("tempered_ce", tempered_ce, tempered_ce_grad, "labels", id="labels", marks=pytest.mark.slow),
     ],
 )
 def test_registered_loss_works_everywhere(name, value, grad, targets, capsys, restored_registries):

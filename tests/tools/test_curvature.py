@@ -243,6 +243,7 @@ def test_registered_activation_and_loss_with_second_derivatives(restored_registr
     _check_all(params, x, y, "softsign", "huber", weight, tol=1e-10)
 
 
+@pytest.mark.slow  # the factor itself: test_loss_factors' registered Hessian, quickly
 @pytest.mark.x64
 def test_an_indefinite_registered_loss_hessian_is_factored_with_signs(restored_registries):
     """l = mean(sin(f) - y f): its Hessian -sin(f)/out has both signs, so the GGN is indefinite."""

@@ -42,7 +42,9 @@ def test_a_registered_hessian_is_factored_with_its_signs(restored_registries):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("kind", ["softmax_int", "softmax_prob", "mse", "sigmoid_bce"])
+@pytest.mark.parametrize(
+    "kind", ["softmax_int", "mse", *(pytest.param(k, marks=pytest.mark.slow) for k in ("softmax_prob", "sigmoid_bce"))]
+)
 def test_sampled_factor_averages_to_the_loss_hessian(kind):
     """Each entry of the mean of S S^T over M samples lies within 5 standard errors of H."""
     _, _, y, loss, _ = make_problem(0, [2, 3], 4, kind, jnp.float64)

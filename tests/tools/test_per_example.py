@@ -1,7 +1,5 @@
 """Per-example gradients, their norms and the DP gradient against references built from vmap(grad)."""
 
-import itertools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 
 import mlp_jax as mj
 from conftest import tree_max_rel_error
-from helpers import LABEL_KINDS, make_problem
+from helpers import activation_kind_pairs, make_problem
 from mlp_jax.tools.per_example import dp_noise, make_dp_gradient, per_example_grad_norms, per_example_grads
 from mlp_jax.training.steps import init_train_state, make_train_epoch, make_update
 
@@ -39,7 +37,7 @@ def both_ways(params, x, y, activation, loss):
 
 
 @pytest.mark.x64
-@pytest.mark.parametrize("activation,kind", list(itertools.product(mj.known_activations(), LABEL_KINDS)))
+@pytest.mark.parametrize("activation,kind", activation_kind_pairs(mj.known_activations()))
 def test_per_example_grads_and_norms_match_vmap_grad(activation, kind):
     params, x, y, loss, _ = make_problem(11, SIZES, BATCH, kind, jnp.float64)
     grads, norms, reference = both_ways(params, x, y, activation, loss)
