@@ -52,8 +52,6 @@ def reference(tmp_path_factory):
     for backend in ("curvlinops", "backpack"):
         cases = []
         for likelihood, subset, structure in CASES:
-            if backend == "backpack" and structure == "full" and subset == "all":
-                continue  # laplace-torch's BackPACK backend: no full GGN over every layer
             cases.append(
                 dict(
                     problem=str(folder / f"{likelihood}.npz"),
@@ -87,8 +85,6 @@ def _rel(a, b) -> float:
 @pytest.mark.parametrize(("likelihood", "subset", "structure"), CASES)
 def test_equals_laplace_torch(reference, backend, likelihood, subset, structure):
     folder, answers = reference
-    if (backend, likelihood, subset, structure) not in answers:
-        pytest.skip("laplace-torch's BackPACK backend has no full GGN over every layer")
     ref = answers[(backend, likelihood, subset, structure)]
     assert "error" not in ref, ref
     params, x, y, x_test = _problem(likelihood, folder / f"check-{likelihood}.npz")

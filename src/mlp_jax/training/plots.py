@@ -122,7 +122,7 @@ def plot_reliability(curves: dict, path: Path, title: str = "") -> None:
         top.plot(np.asarray(r.confidence)[filled], np.asarray(r.accuracy)[filled], marker="o", label=name)
         bottom.step(edges[:-1], count, where="post", label=name)
     top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
-    top.legend(loc="upper left", fontsize=8)
+    top.legend(loc="lower right", fontsize=8)  # under-confident models sit above the diagonal, at the left
     bottom.set(xlabel="confidence (top-class probability)", ylabel="examples", yscale="log")
     fig.tight_layout()
     _save(fig, path)
