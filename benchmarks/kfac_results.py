@@ -27,10 +27,9 @@ Writes kfac.json, kfac.md and kfac-<dataset>.png into --out.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -48,8 +47,9 @@ import numpy as np
 import optax
 
 import mlp_jax as mj
+from mlp_jax.bench.environment import environment, load_average
 from mlp_jax.bench.peers import run_worker
-from mlp_jax.training.config import TrainConfig, make_optimizer
+from mlp_jax.training.config import TrainConfig, learning_rate, make_optimizer
 from mlp_jax.training.data import load_dataset
 from mlp_jax.training.files import save_figure, write_text
 from mlp_jax.training.splits import split_validation
@@ -120,10 +120,8 @@ def tune_kfac(name: str, config, sizes, data) -> dict:
 
 
 def kfac_optimizer(config, lr: float, damping: float, steps_per_epoch: int):
-    """`mlp_jax.kfac` at learning rate `lr` with the data set's schedule (constant or cosine, as `mlp-jax
-    train` builds it)."""
-    total = max(1, config.schedule_epochs * steps_per_epoch)
-    rate = optax.cosine_decay_schedule(lr, total) if config.schedule == "cosine" else lr
+    """`mlp_jax.kfac` at learning rate `lr` with the data set's schedule, as `mlp-jax train` builds it."""
+    rate = learning_rate(dataclasses.replace(config, lr=lr), steps_per_epoch)
     return mj.kfac(rate, damping=damping, decay=KFAC_DECAY, update_every=KFAC_EVERY, method=KFAC_METHOD)
 
 
@@ -198,10 +196,11 @@ def plot(name: str, runs: dict, target: float, path: Path) -> None:
 def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
-        f"# K-FAC against adam and kfac-jax ({env['date']})",
+        f"# K-FAC against adam and kfac-jax ({env['date_utc']})",
         "",
-        f"`{results['command']}`; {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, jax {env['jax']}; "
-        f"load average {env['load_before']:.1f} before, {env['load_after']:.1f} after.",
+        f"`{results['command']}`; {env['cpu']}, {env['cpu_count']} CPUs, Python {env['python']}, "
+        f"jax {env['versions']['jax']}; "
+        f"load average {env['load_before']} before, {env['load_after']} after.",
         "",
         "| data set | optimizer | settings | epochs to target | steps to target | seconds to target "
         "| best test accuracy |",
@@ -257,14 +256,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "command": shlex.join(["python", *sys.argv]),
-        "environment": {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "load_before": os.getloadavg()[0],
-        },
+        "environment": {**environment(), "load_before": load_average()},
         "datasets": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -327,7 +319,7 @@ def main() -> None:
             plot(name, {k: v.get("history") for k, v in runs.items()}, target, out / f"kfac-{name}.png")
             results["datasets"][name] = entry
             print(json.dumps({k: (v.get("history") or [{}])[-1] for k, v in runs.items()}), flush=True)
-    results["environment"]["load_after"] = os.getloadavg()[0]
+    results["environment"]["load_after"] = load_average()
     write_text(out / "kfac.json", json.dumps(results, indent=2) + "\n")
     write_text(out / "kfac.md", markdown(results) + "\n")
     print(markdown(results))

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -31,17 +29,17 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import mlp_jax as mj
+from mlp_jax.bench.environment import environment, load_average
 from mlp_jax.bench.peers import run_worker
 from mlp_jax.cli.main import main as mlp_jax_main
 from mlp_jax.core.x64 import x64_mode
 from mlp_jax.training.files import write_text
 from mlp_jax.training.laplace_report import COVERAGE_LEVELS, laplace_report
 from mlp_jax.training.plots import plot_coverage, plot_reliability
-from mlp_jax.training.trained import load_trained
+from mlp_jax.training.trained import as_float64, load_trained
 
 # (subset, structure): full over every weight is out of reach beyond 10,000 weights
 POSTERIORS = [("all", "diag"), ("all", "kron"), ("last_layer", "kron"), ("last_layer", "full"), ("all", "full")]
@@ -59,10 +57,7 @@ def train(name: str, runs: Path) -> Path:
 def our_fit_times(trained, subset: str, structure: str, repeats: int) -> dict:
     likelihood = "classification" if trained.splits.data.task == "classification" else "regression"
     with x64_mode(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), trained.params)
-        x = jnp.asarray(trained.splits.x_train, jnp.float64)
-        y = jnp.asarray(trained.splits.y_train)
-        y = y if likelihood == "classification" else y.astype(jnp.float64)
+        params, x, y, _, _ = as_float64(trained)
         kw = dict(activation=trained.config.activation, likelihood=likelihood, subset=subset, structure=structure)
         samples = []
         for _ in range(repeats + 1):
@@ -102,17 +97,14 @@ def peer_fit_times(trained, subset: str, structure: str, repeats: int, folder: P
     return {**result.get("fit_s", {}), "version": answer["laplace_version"], "torch": answer["torch_version"]}
 
 
-def load_average() -> float:
-    return os.getloadavg()[0]
-
-
 def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
-        f"# Laplace posteriors of trained networks ({env['date']})",
+        f"# Laplace posteriors of trained networks ({env['date_utc']})",
         "",
-        f"`{results['command']}`; {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, jax {env['jax']}, "
-        f"load average {env['load_before']:.1f} before and {env['load_after']:.1f} after.",
+        f"`{results['command']}`; {env['cpu']}, {env['cpu_count']} CPUs, Python {env['python']}, "
+        f"jax {env['versions']['jax']}, "
+        f"load average {env['load_before']} before and {env['load_after']} after.",
         "",
         "Each network is `mlp-jax train --dataset NAME` with its defaults; each posterior is what `mlp-jax laplace "
         "--resume RUN --subset S --structure T` computes: fitted on the training split (float64), prior precision "
@@ -184,14 +176,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "command": shlex.join(["python", *sys.argv]),
-        "environment": {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "load_before": load_average(),
-        },
+        "environment": {**environment(), "load_before": load_average()},
         "datasets": {},
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -35,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mlp_jax as mj
+from mlp_jax.bench.environment import environment, load_average
 from mlp_jax.bench.peers import run_worker
 from mlp_jax.cli.main import main as mlp_jax_main
 from mlp_jax.training.files import write_text
@@ -88,10 +87,11 @@ def against_pyhessian(trained, repeats: int, folder: Path, run_peer: bool) -> di
 def markdown(results: dict) -> str:
     env = results["environment"]
     lines = [
-        f"# The Hessian's spectrum of a digits network ({env['date']})",
+        f"# The Hessian's spectrum of a digits network ({env['date_utc']})",
         "",
-        f"`{results['command']}`; {env['machine']}, {env['cpus']} CPUs, Python {env['python']}, jax {env['jax']}; "
-        f"load average {env['load_before']:.1f} before, {env['load_after']:.1f} after.",
+        f"`{results['command']}`; {env['cpu']}, {env['cpu_count']} CPUs, Python {env['python']}, "
+        f"jax {env['versions']['jax']}; "
+        f"load average {env['load_before']} before, {env['load_after']} after.",
         "",
         "| epochs | test accuracy | top 5 eigenvalues | trace (± standard error) | seconds (top 5, trace, density) |",
         "|---|---|---|---|---|",
@@ -149,14 +149,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {
         "command": shlex.join(["python", *sys.argv]),
-        "environment": {
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "load_before": os.getloadavg()[0],
-        },
+        "environment": {**environment(), "load_before": load_average()},
         "epochs": [],
     }
     densities = {}
@@ -186,7 +179,7 @@ def main() -> None:
             densities, out / "spectrum-digits.png", "digits 64-128-128-10 relu: Hessian spectral density (SLQ)"
         )
         results["against_pyhessian"] = against_pyhessian(trained, args.repeats, Path(tmp), not args.no_peer)
-    results["environment"]["load_after"] = os.getloadavg()[0]
+    results["environment"]["load_after"] = load_average()
     write_text(out / "spectrum.json", json.dumps(results, indent=2) + "\n")
     write_text(out / "spectrum.md", markdown(results) + "\n")
     print(markdown(results))

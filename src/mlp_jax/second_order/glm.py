@@ -17,14 +17,13 @@ No jax.grad / jvp / vjp / jacrev is used here; the tests compare against them.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from mlp_jax.core.backprop import ForwardCache, forward_with_cache
 from mlp_jax.core.losses import get_loss
 from mlp_jax.core.params import Layer, Params
+from mlp_jax.tools.curvature import KFACFactors
 from mlp_jax.tools.curvature_pass import backprop_columns, column_outer
 from mlp_jax.tools.loss_factors import exact_factor
 
@@ -35,14 +34,6 @@ SUBSETS = ("all", "last_layer")
 STRUCTURES = ("diag", "kron", "full")
 # The library's loss whose targets each likelihood takes (for validating y).
 TARGET_LOSS = {"classification": "softmax_cross_entropy", "regression": "mse"}
-
-
-class KronFactors(NamedTuple):
-    """One layer's Kronecker factors of the summed GGN: ``G_W ~ kron(a, g)`` for W (d_in, d_out) flattened
-    row-major, and ``G_b = g``, with laplace-torch's normalization (a is the mean over the data set)."""
-
-    a: Array  # (d_in, d_in): (1 / N) sum_n a_n a_n^T
-    g: Array  # (d_out, d_out): sum_n Gamma_n^T Gamma_n
 
 
 def subset_net(params: Params, x: Array, activation: str, subset: str) -> tuple[Params, Array]:
@@ -94,8 +85,8 @@ def summed_ggn(
     net: Params, x: Array, y: Array, mask: Array, *, activation: str, likelihood: str, structure: str, n_data: int
 ) -> tuple[Array, object]:
     """``(sum_n -log p, GGN)`` over the rows of mask 1, in the form `structure` names: "diag" a params-shaped
-    diagonal; "kron" a `KronFactors` per layer (a normalized by `n_data`, the whole data set's size, so
-    chunks add up); "full" the (P, P) matrix."""
+    diagonal; "kron" a `KFACFactors` per layer with laplace-torch's normalization: ``a`` the mean over the
+    `n_data` examples of the whole data set (so chunks add up), ``g`` the sum; "full" the (P, P) matrix."""
     cache = forward_with_cache(net, x, activation, "batch")
     factor = nll_factor(likelihood, cache.logits, y) * mask[:, None, None]
     gammas = backprop_columns(net, cache, factor, activation)  # (B, K, d_{l+1}) per layer; 0 on padding
@@ -105,7 +96,7 @@ def summed_ggn(
         return value, tuple(Layer(w=(a * a).T @ s, b=jnp.sum(s, axis=0)) for a, s in zip(cache.inputs, squares))
     if structure == "kron":
         return value, tuple(
-            KronFactors(a=(a * mask[:, None]).T @ a / n_data, g=column_outer(g, None))
+            KFACFactors(a=(a * mask[:, None]).T @ a / n_data, g=column_outer(g, None))
             for a, g in zip(cache.inputs, gammas)
         )
     columns = jacobian_columns(cache, gammas)

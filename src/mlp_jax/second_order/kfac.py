@@ -32,24 +32,16 @@ import jax.numpy as jnp
 import optax
 
 from mlp_jax.core.params import Layer, Params
+from mlp_jax.second_order.kron import KronEigen, eigen_kron
 from mlp_jax.tools.curvature import METHODS, KFACFactors
 
 Array = jax.Array
 
 
-class KFACEigen(NamedTuple):
-    """One layer's averaged factors, eigendecomposed."""
-
-    a_values: Array  # (d_in,)
-    a_vectors: Array  # (d_in, d_in)
-    g_values: Array  # (d_out,)
-    g_vectors: Array  # (d_out, d_out)
-
-
 class KFACState(NamedTuple):
     step: Array  # int32 (): updates applied so far
     factors: tuple[KFACFactors, ...]  # per layer: the moving averages of a (d_in, d_in) and g (d_out, d_out)
-    eigen: tuple[KFACEigen, ...]  # per layer: the averages' eigendecompositions at the last refresh
+    eigen: tuple[KronEigen, ...]  # per layer: the averages' eigendecompositions at the last refresh
 
 
 class KFACTransformation(optax.GradientTransformationExtraArgs):
@@ -72,16 +64,7 @@ def requested_extras(optimizer: Any) -> tuple[tuple[str, ...], int]:
     return (), 1
 
 
-def _decompose(factors: tuple[KFACFactors, ...]) -> tuple[KFACEigen, ...]:
-    out = []
-    for f in factors:
-        la, qa = jnp.linalg.eigh(f.a)
-        lg, qg = jnp.linalg.eigh(f.g)
-        out.append(KFACEigen(jnp.maximum(la, 0), qa, jnp.maximum(lg, 0), qg))  # PSD: rounding's negatives to 0
-    return tuple(out)
-
-
-def precondition(grads: Params, eigen: tuple[KFACEigen, ...], damping: Array | float) -> Params:
+def precondition(grads: Params, eigen: tuple[KronEigen, ...], damping: Array | float) -> Params:
     """Each layer's ``(kron(a, g) + damping I)^-1 dW`` and ``(g + damping I)^-1 db``, from the factors'
     eigendecompositions."""
     out = []
@@ -136,7 +119,7 @@ def kfac(
             for layer in params
         )
         eigen = tuple(
-            KFACEigen(
+            KronEigen(
                 jnp.zeros(f.a.shape[0], f.a.dtype),
                 jnp.eye(f.a.shape[0], dtype=f.a.dtype),
                 jnp.zeros(f.g.shape[0], f.g.dtype),
@@ -159,7 +142,7 @@ def kfac(
             lambda avg, new: jnp.where(first, new, decay * avg + (1 - decay) * new), state.factors, tuple(kfac_factors)
         )
         refresh = state.step % update_every == 0
-        eigen = jax.lax.cond(refresh, _decompose, lambda _: state.eigen, factors)
+        eigen = jax.lax.cond(refresh, eigen_kron, lambda _: state.eigen, factors)
         lr = learning_rate(state.step) if callable(learning_rate) else learning_rate
         steps = precondition(grads, eigen, damping)
         if kl_clip is not None:  # lr^2 <F^-1 g, g>: the quadratic model's predicted change

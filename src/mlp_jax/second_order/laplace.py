@@ -34,7 +34,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from mlp_jax.core.activations import get_activation
-from mlp_jax.core.params import Layer, Params, check_params
+from mlp_jax.core.params import Layer, Params, layer_sizes, parameter_count
 from mlp_jax.core.validation import check_inputs, prepare_targets
 from mlp_jax.second_order.batching import check_batch_size, chunks
 from mlp_jax.second_order.glm import (
@@ -42,26 +42,18 @@ from mlp_jax.second_order.glm import (
     STRUCTURES,
     SUBSETS,
     TARGET_LOSS,
-    KronFactors,
     jacobian_columns,
     output_jacobian,
     subset_net,
     summed_ggn,
 )
+from mlp_jax.second_order.kron import eigen_kron
 
 Array = jax.Array
 
 LINKS = ("probit", "mc")
+_eigen_kron = jax.jit(eigen_kron)
 MAX_FULL_PARAMETERS = 10_000  # a (P, P) float64 matrix of 800 MB and its eigendecomposition
-
-
-class KronEigen(NamedTuple):
-    """One layer's Kronecker factors, eigendecomposed: ``a = Qa diag(la) Qa^T``, ``g = Qg diag(lg) Qg^T``."""
-
-    a_values: Array  # (d_in,), clipped at 0
-    a_vectors: Array  # (d_in, d_in)
-    g_values: Array  # (d_out,), clipped at 0
-    g_vectors: Array  # (d_out, d_out)
 
 
 class FullEigen(NamedTuple):
@@ -109,7 +101,7 @@ class Posterior:
     @property
     def num_parameters(self) -> int:
         """P_n, the number of weights the posterior is over."""
-        return sum(leaf.size for leaf in jax.tree.leaves(self.mean))
+        return parameter_count(layer_sizes(self.mean))
 
     def log_likelihood(self, sigma_noise: Array | float | None = None) -> Array:
         """(): the data's log likelihood at the MAP weights (laplace-torch's ``log_likelihood``)."""
@@ -262,16 +254,6 @@ def _chunk_ggn(params, x, y, mask, *, activation, likelihood, subset, structure,
     )
 
 
-@jax.jit
-def _decompose_kron(factors: tuple[KronFactors, ...]) -> tuple[KronEigen, ...]:
-    out = []
-    for f in factors:
-        la, qa = jnp.linalg.eigh(f.a)
-        lg, qg = jnp.linalg.eigh(f.g)
-        out.append(KronEigen(jnp.maximum(la, 0), qa, jnp.maximum(lg, 0), qg))
-    return tuple(out)
-
-
 def laplace(
     params: Params,
     x: Array,
@@ -295,8 +277,7 @@ def laplace(
     _check_choice("subset", subset, SUBSETS)
     _check_choice("structure", structure, STRUCTURES)
     get_activation(activation)
-    dtype = check_params(params)
-    x, _ = check_inputs(params, x)
+    x, dtype = check_inputs(params, x)  # params too
     n, out = x.shape[0], params[-1].w.shape[1]
     if n == 0:
         raise ValueError(f"x must hold at least one example, got shape {x.shape}")
@@ -307,7 +288,7 @@ def laplace(
     sigma = _positive("sigma_noise", sigma_noise)
     if likelihood == "classification" and sigma != 1.0:
         raise ValueError(f"sigma_noise applies to likelihood='regression' only, got {sigma_noise!r}")
-    num_parameters = sum(leaf.size for leaf in jax.tree.leaves(params[-1:] if subset == "last_layer" else params))
+    num_parameters = parameter_count(layer_sizes(params[-1:] if subset == "last_layer" else params))
     if structure == "full" and num_parameters > MAX_FULL_PARAMETERS:
         raise ValueError(
             f"structure='full' over {num_parameters} weights needs a ({num_parameters}, {num_parameters}) matrix; "
@@ -322,7 +303,7 @@ def laplace(
         total = curvature if total is None else jax.tree.map(jnp.add, total, curvature)
     assert data_loss is not None  # n >= 1: at least one chunk
     if structure == "kron":
-        total = _decompose_kron(total)
+        total = _eigen_kron(total)
     elif structure == "full":
         total = FullEigen(*jnp.linalg.eigh(total))
     return Posterior(

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from mlp_jax.core.params import Params
+from mlp_jax.core.params import Params, layer_sizes, parameter_count
 from mlp_jax.core.validation import check_problem
 from mlp_jax.second_order.batching import Chunk, check_batch_size, stacked_chunks
 from mlp_jax.tools.curvature_products import ggn_vector_product, hessian_vector_product
@@ -162,7 +162,7 @@ def hessian_eigenvalues(
     vectors and residuals: `num_iterations` Lanczos steps (default min(P, 100)) from a normal vector drawn
     from `key`, products summed over chunks of `batch_size` rows."""
     x, y, size = _check_args(params, x, y, activation, loss, matrix, batch_size)
-    num_parameters = sum(leaf.size for leaf in jax.tree.leaves(params))
+    num_parameters = parameter_count(layer_sizes(params))
     k = _positive_int("k", k, num_parameters)
     m = _iterations(num_iterations, num_parameters)
     if k > m:
@@ -245,7 +245,7 @@ def hessian_spectral_density(
     m nodes and weights; the density is their mixture of Gaussians of standard deviation `bandwidth` (default
     PyHessian's, ``sqrt(1e-5 max(1, range))``) on `num_points` points."""
     x, y, size = _check_args(params, x, y, activation, loss, matrix, batch_size)
-    num_parameters = sum(leaf.size for leaf in jax.tree.leaves(params))
+    num_parameters = parameter_count(layer_sizes(params))
     m = _iterations(num_iterations, num_parameters)
     probes = _positive_int("num_probes", num_probes)
     points = _positive_int("num_points", num_points)

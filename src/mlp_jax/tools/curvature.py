@@ -137,20 +137,11 @@ def _ggn_family(
     return out
 
 
-def _backprop_with(
-    params: Params,
-    x: Array,
-    y: Array,
-    *,
-    activation: str,
-    loss: str,
-    extras: Any = (),
-    sample_weight: Array | None = None,
-    key: Array | None = None,
-    mc_samples: int = 1,
-) -> tuple[Array, Params, dict[str, Any]]:
-    """`backprop_with`'s pass, traced inside `_compiled`."""
-    names = _check_extras(extras, key, mc_samples)
+@functools.partial(jax.jit, static_argnames=("activation", "loss", "names", "mc_samples", "functions"))
+def _compiled(params, x, y, sample_weight, key, *, activation, loss, names, mc_samples, functions):
+    """`backprop_with`'s pass, as one program; `functions`, what the names stand for, is only part of its
+    cache key."""
+    del functions
     p = forward_pass(params, x, y, activation, loss, sample_weight)
     unscaled = get_loss(loss).grad_logits(p.cache.logits, p.y)  # (B, out): d l_n / d f_n
     _, deltas = backward(params, p.cache, unscaled, activation, "batch")
@@ -171,23 +162,7 @@ def _backprop_with(
         out["diag_hessian"] = tuple(
             Layer(w=(a * a).T @ m, b=jnp.sum(m, axis=0)) for a, m in zip(p.cache.inputs, diagonals)
         )
-    return p.value, grads, {name: out[name] for name in names}
-
-
-@functools.partial(jax.jit, static_argnames=("activation", "loss", "extras", "mc_samples", "functions"))
-def _compiled(params, x, y, sample_weight, key, *, activation, loss, extras, mc_samples, functions):
-    del functions  # part of the cache key only: the functions the names stand for
-    return _backprop_with(
-        params,
-        x,
-        y,
-        activation=activation,
-        loss=loss,
-        extras=extras,
-        sample_weight=sample_weight,
-        key=key,
-        mc_samples=mc_samples,
-    )
+    return p.value, grads, out
 
 
 def backprop_with(
@@ -221,7 +196,7 @@ def backprop_with(
         key,
         activation=activation,
         loss=loss,
-        extras=names,
+        names=names,
         mc_samples=mc_samples,
         functions=functions,
     )

@@ -113,7 +113,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _learning_rate(config: ResolvedConfig, steps_per_epoch: int) -> Any:
+def learning_rate(config: ResolvedConfig, steps_per_epoch: int) -> Any:
     """The learning rate, or its optax schedule, that `config` names."""
     total = max(1, config.schedule_epochs * steps_per_epoch)
     if config.schedule == "constant":
@@ -130,7 +130,7 @@ def _learning_rate(config: ResolvedConfig, steps_per_epoch: int) -> Any:
 
 def make_optimizer(config: ResolvedConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """The named optax optimizer with the named learning-rate schedule and (decoupled) weight decay."""
-    lr = _learning_rate(config, steps_per_epoch)
+    lr = learning_rate(config, steps_per_epoch)
     builders = {
         "sgd": lambda: optax.sgd(lr),
         "momentum": lambda: optax.sgd(lr, momentum=0.9),

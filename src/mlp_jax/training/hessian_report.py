@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mlp_jax.core.errors import UsageError
+from mlp_jax.core.params import parameter_count
 from mlp_jax.core.x64 import x64_mode
 from mlp_jax.second_order.spectrum import hessian_eigenvalues, hessian_spectral_density, hessian_trace
 from mlp_jax.training.files import write_text
 from mlp_jax.training.plots import plot_spectral_density
-from mlp_jax.training.trained import Trained
+from mlp_jax.training.trained import Trained, as_float64
 
 HESSIAN_JSON = "hessian.json"
 DENSITY_PNG = "hessian_density.png"
@@ -48,18 +48,12 @@ def hessian_report(
         "matrix": matrix,
         "data": "train",
         "n_train": int(s.x_train.shape[0]),
-        "num_parameters": sum(int(leaf.size) for leaf in jax.tree.leaves(trained.params)),
+        "num_parameters": parameter_count(trained.sizes),
         "seconds": {},
     }
     keys = jax.random.split(jax.random.key(seed), 3)
     with x64_mode(True):
-        params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), trained.params)
-        x = jnp.asarray(s.x_train, jnp.float64)
-        y = (
-            jnp.asarray(s.y_train)
-            if trained.config.loss == "softmax_cross_entropy"
-            else jnp.asarray(s.y_train, jnp.float64)
-        )
+        params, x, y, _, _ = as_float64(trained)
         activation, loss = trained.config.activation, trained.config.loss
         assert loss is not None  # load_splits filled in the task's default
         try:

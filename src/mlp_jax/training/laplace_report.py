@@ -27,7 +27,7 @@ from mlp_jax.second_order import calibration
 from mlp_jax.second_order.laplace import Posterior, RegressionPredictive, laplace, optimize_prior_precision
 from mlp_jax.training.files import write_text
 from mlp_jax.training.plots import plot_coverage, plot_reliability
-from mlp_jax.training.trained import Trained
+from mlp_jax.training.trained import Trained, as_float64
 
 LAPLACE_JSON = "laplace.json"
 RELIABILITY_PNG = "reliability.png"
@@ -44,10 +44,6 @@ def _likelihood(trained: Trained) -> str:
         f"laplace needs a run trained with softmax_cross_entropy (classification) or mse (regression); "
         f"{str(trained.run_dir)!r} is {task} with loss {loss!r}"
     )
-
-
-def _float64(tree: Any) -> Any:
-    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def _evaluate(likelihood: str, predictive: Any, y: Any) -> tuple[dict[str, float], Any]:
@@ -73,12 +69,8 @@ def laplace_report(
     """``(report, posterior, curves)``: the JSON-ready report, the fitted posterior and what the plot draws.
     `prior_precision` None: optimized by marginal likelihood (with the noise, for regression)."""
     likelihood = _likelihood(trained)
-    s = trained.splits
     with x64_mode(True):
-        params = _float64(trained.params)
-        x_train, x_test = jnp.asarray(s.x_train, jnp.float64), jnp.asarray(s.data.x_test, jnp.float64)
-        y_train = jnp.asarray(s.y_train) if likelihood == "classification" else jnp.asarray(s.y_train, jnp.float64)
-        y_test = jnp.asarray(s.y_test) if likelihood == "classification" else jnp.asarray(s.y_test, jnp.float64)
+        params, x_train, y_train, x_test, y_test = as_float64(trained)
         activation = trained.config.activation
         start = time.perf_counter()
         try:

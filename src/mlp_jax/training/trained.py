@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from mlp_jax.core.errors import CheckpointError, UsageError
 from mlp_jax.core.params import Params, check_layer_sizes, init_params
@@ -42,6 +44,30 @@ class Trained:
     def sizes(self) -> list[int]:
         """The layer sizes, input first: ``[d_in, *hidden, n_out]``."""
         return [self.splits.x_train.shape[1], *self.config.hidden, self.splits.n_out]
+
+
+class Float64Run(NamedTuple):
+    """A trained run's params and splits as float64 JAX arrays; integer labels stay integers."""
+
+    params: Params
+    x_train: Array
+    y_train: Array
+    x_test: Array
+    y_test: Array
+
+
+def as_float64(trained: Trained) -> Float64Run:
+    """The run's params (float32 as trained, cast) and its training and test splits in float64, for the
+    analyses that run in float64 (`mlp-jax laplace`, `mlp-jax hessian`). Needs JAX's 64-bit mode on."""
+    if not jax.config.read("jax_enable_x64"):
+        raise ValueError("as_float64 needs JAX's 64-bit mode on (x64_mode(True))")
+
+    def cast(a: Any) -> Array:
+        return jnp.asarray(a, jnp.float64) if np.issubdtype(np.asarray(a).dtype, np.floating) else jnp.asarray(a)
+
+    s = trained.splits
+    params = jax.tree.map(cast, trained.params)
+    return Float64Run(params, cast(s.x_train), cast(s.y_train), cast(s.data.x_test), cast(s.y_test))
 
 
 def load_trained(run_dir: str | Path) -> Trained:
